@@ -1,0 +1,55 @@
+# The README's commands. Each sets up what it needs (a virtual environment in .venv) first,
+# so that a fresh machine with only python3 gets from clone to running in one command.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+ARGS   ?=
+
+.PHONY: serve test build bench lint clean help
+
+help:
+	@echo "make serve   set up, build what is missing, serve the dashboard on 127.0.0.1:5006"
+	@echo "make test    set up (torch, test tools, Chromium) and run the whole test suite"
+	@echo "make build   retrain the tokenizer and model and re-export static/ (about 5 min)"
+	@echo "make bench   run the benchmarks (prints ratios against reference implementations)"
+	@echo "make lint    ruff"
+
+# Run-time dependencies only: serving never needs torch.
+$(VENV)/.run: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) -e .
+	touch $@
+
+# Build and test extras: torch==2.13.0 (CPU), onnx, transformers, tiktoken, playwright...
+$(VENV)/.dev: $(VENV)/.run
+	$(PIP) -e '.[build,test]'
+	touch $@
+
+static/manifest.json:
+	$(MAKE) $(VENV)/.dev
+	$(PY) -m models.build
+
+serve: $(VENV)/.run
+	@test -f static/manifest.json || $(MAKE) static/manifest.json
+	$(PY) panel_serve.py $(ARGS)
+
+build: $(VENV)/.dev
+	$(PY) -m models.build $(ARGS)
+
+test: $(VENV)/.dev
+	@test -f static/manifest.json || $(MAKE) static/manifest.json
+	$(PY) -m pytest $(ARGS)
+
+bench: $(VENV)/.dev
+	$(PY) -m benchmarks.bench_runtime
+	$(PY) -m benchmarks.bench_bpe
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .ruff_cache

@@ -1,0 +1,11 @@
+"""The dashboard's lessons, in navigation order. Adding a lesson: write its view class (a
+:class:`~dashboard.views.registry.LessonView`) and add one ``register`` line here."""
+
+from dashboard.views.attention import AttentionLesson
+from dashboard.views.mask import MaskLesson
+from dashboard.views.registry import LESSONS, Lesson, LessonView, register
+
+register("attention", "Attention", AttentionLesson)
+register("mask", "Causal mask", MaskLesson)
+
+__all__ = ["LESSONS", "Lesson", "LessonView", "register"]
