@@ -20,6 +20,7 @@ def save_weights(model: GPT, path: str | Path) -> Path:
     path = Path(path)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k != _TIED}
     save_file(state, str(path))
+    path.chmod(0o644)  # safetensors writes 0600; static/ is read by the server and by people
     return path
 
 
