@@ -22,21 +22,17 @@ What is read, and why each check exists:
   merge list (merge the adjacent pair listed first). They agree when token ids follow merge
   order, which GPT-2's files do; the import checks it instead of assuming it.
 
-safetensors files are parsed here (the format is an 8-byte header length, a JSON header and
-raw little-endian data) so that importing needs no package beyond the build extras; the tests
-compare the reader with the ``safetensors`` package.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
 from models.bpe import ENDOFTEXT, GPT2_SPLIT_PATTERN, Tokenizer
 from models.gpt import GPT, GPTConfig
@@ -73,20 +69,6 @@ _CONV1D_WEIGHT = re.compile(r"^h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\
 # for masked scores); our model builds its own mask, so they carry nothing to import.
 _IGNORED_BUFFER = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")
 _PREFIX = "transformer."
-
-_SAFETENSORS_DTYPES = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
-
 
 # ---------------------------------------------------------------------------------------------
 # the entry point
@@ -233,9 +215,7 @@ def _find_weights(folder: Path) -> Path:
                 f"{folder / index}: sharded checkpoints are not supported; save the model as one "
                 f"file (save_pretrained(..., max_shard_size='100GB'))"
             )
-    raise FileNotFoundError(
-        f"no weights in {folder}: expected {SAFETENSORS_FILE} or {TORCH_FILE}"
-    )
+    raise FileNotFoundError(f"no weights in {folder}: expected {SAFETENSORS_FILE} or {TORCH_FILE}")
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -259,55 +239,12 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """Parse a safetensors file: 8-byte little-endian header size, JSON header, raw data.
-
-    Each header entry is ``{"dtype", "shape", "data_offsets": [begin, end]}`` with offsets
-    relative to the end of the header. Tensors are read one at a time, so memory peaks at the
-    tensors' size, not twice the file's. Anything inconsistent raises ValueError naming the file.
-    """
+    """Tensors of a safetensors file, with a ValueError naming the file if it is unreadable."""
     path = Path(path)
-
-    def bad(why: str) -> ValueError:
-        return ValueError(f"{path.name} is not a valid safetensors file: {why}")
-
-    tensors = {}
-    with open(path, "rb") as f:
-        file_size = os.fstat(f.fileno()).st_size
-        if file_size < 8:
-            raise bad("shorter than its 8-byte header size")
-        header_size = int.from_bytes(f.read(8), "little")
-        body_size = file_size - 8 - header_size
-        if body_size < 0:
-            raise bad(f"header size {header_size} exceeds the file")
-        try:
-            header = json.loads(f.read(header_size))
-        except (ValueError, UnicodeDecodeError) as err:
-            raise bad(f"header is not JSON ({err})") from None
-        if not isinstance(header, dict):
-            raise bad("header is not a JSON object")
-        for name, spec in header.items():
-            if name == "__metadata__":
-                continue
-            try:
-                dtype = _SAFETENSORS_DTYPES[spec["dtype"]]
-                shape = [int(n) for n in spec["shape"]]
-                begin, end = (int(n) for n in spec["data_offsets"])
-            except (KeyError, TypeError, ValueError):
-                why = f"tensor {name!r} has a malformed or unsupported entry {spec!r}"
-                raise bad(why) from None
-            itemsize = torch.empty((), dtype=dtype).element_size()
-            if not 0 <= begin <= end <= body_size or end - begin != math.prod(shape) * itemsize:
-                raise bad(f"tensor {name!r} has data offsets {begin}..{end} that do not fit")
-            if begin == end:
-                tensors[name] = torch.empty(shape, dtype=dtype)
-                continue
-            # a private, writable buffer that the tensor then owns (frombuffer does not copy)
-            buf = bytearray(end - begin)
-            f.seek(8 + header_size + begin)
-            if f.readinto(buf) != len(buf):
-                raise bad(f"tensor {name!r} is cut short")
-            tensors[name] = torch.frombuffer(buf, dtype=dtype).reshape(shape)
-    return tensors
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise ValueError(f"{path.name} is not a valid safetensors file: {err}") from None
 
 
 def convert_state_dict(
@@ -502,9 +439,7 @@ def tokenizer_from_vocab(
             )
         last_id, last_line = new_id, line
         made.add(bytes(decoder[c] for c in left + right))
-    unmade = sorted(
-        (token_id, b) for b, token_id in ranks.items() if len(b) > 1 and b not in made
-    )
+    unmade = sorted((token_id, b) for b, token_id in ranks.items() if len(b) > 1 and b not in made)
     if unmade:
         token_id, b = unmade[0]
         raise ValueError(
@@ -582,4 +517,3 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise ValueError(f"{path.name} is not valid JSON: {err}") from None
-

@@ -239,7 +239,10 @@ def test_manifest_records_the_source(exported, vocab_size):
     expected_gelu = "none" if model.config.activation_function == "gelu" else "tanh"
     assert cfg["gelu_approximate"] == expected_gelu
     assert (cfg["vocab_size"], cfg["block_size"], cfg["n_layer"], cfg["n_embd"]) == (
-        vocab_size, BLOCK, N_LAYER, 32
+        vocab_size,
+        BLOCK,
+        N_LAYER,
+        32,
     )
     assert entry["tokenizer"]["special_tokens"] == {ENDOFTEXT: vocab_size - 1}
     assert max(entry["parity_max_abs_error"].values()) <= TOL
@@ -321,7 +324,9 @@ def test_saved_tokenizer_round_trips_and_matches_tiktoken(exported, tokenizer_di
     assert saved.ranks == direct.ranks and saved.special_tokens == direct.special_tokens
     assert saved.pattern == GPT2_SPLIT_PATTERN
     enc = tiktoken.Encoding(
-        "tiny", pat_str=saved.pattern, mergeable_ranks=saved.ranks,
+        "tiny",
+        pat_str=saved.pattern,
+        mergeable_ranks=saved.ranks,
         special_tokens=saved.special_tokens,
     )
     for text in SAMPLES:
@@ -343,33 +348,13 @@ def test_tokenizer_json_is_read_when_vocab_and_merges_are_absent(tmp_path, token
 # the safetensors reader
 
 
-def test_safetensors_reader_matches_the_package(tmp_path):
-    from safetensors.torch import load_file, save_file
-
-    tensors = {
-        "f32": torch.randn(3, 5),
-        "f16": torch.randn(7).half(),
-        "bf16": torch.randn(2, 2, 3).bfloat16(),
-        "i64": torch.arange(5),
-        "scalar": torch.tensor(2.5),
-        "empty": torch.zeros(0, 4),
-    }
-    save_file(tensors, tmp_path / "t.safetensors", metadata={"format": "pt"})
-    ours = read_safetensors(tmp_path / "t.safetensors")
-    ref = load_file(tmp_path / "t.safetensors")
-    assert ours.keys() == ref.keys()
-    for k, t in ref.items():
-        assert ours[k].dtype == t.dtype and ours[k].shape == t.shape
-        assert torch.equal(ours[k], t)
-
-
 def test_safetensors_reader_rejects_truncated_file(tmp_path):
     from safetensors.torch import save_file
 
     save_file({"w": torch.randn(10, 10)}, tmp_path / "t.safetensors")
     data = (tmp_path / "t.safetensors").read_bytes()
     (tmp_path / "t.safetensors").write_bytes(data[:-8])
-    with pytest.raises(ValueError, match=r"t\.safetensors.*offsets"):
+    with pytest.raises(ValueError, match=r"t\.safetensors is not a valid safetensors file"):
         read_safetensors(tmp_path / "t.safetensors")
 
 
