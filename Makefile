@@ -7,7 +7,9 @@ PY     := $(BIN)/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 ARGS   ?=
 
-.PHONY: serve test build bench lint clean help
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: serve test build bench lint clean help chromium
 
 help:
 	@echo "make serve   set up, build what is missing, serve the dashboard on 127.0.0.1:5006"
@@ -39,7 +41,17 @@ serve: $(VENV)/.run
 build: $(VENV)/.dev
 	$(PY) -m models.build $(ARGS)
 
-test: $(VENV)/.dev
+# The browser tests drive Debian's Chromium (Playwright cannot download its own here).
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "The browser tests need Chromium at $(CHROMIUM): sudo apt-get install chromium" >&2; \
+	    exit 1; \
+	  fi; }
+
+test: $(VENV)/.dev chromium
 	@test -f static/manifest.json || $(MAKE) static/manifest.json
 	$(PY) -m pytest $(ARGS)
 
