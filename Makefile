@@ -58,6 +58,7 @@ test: $(VENV)/.dev chromium
 bench: $(VENV)/.dev
 	$(PY) -m benchmarks.bench_runtime
 	$(PY) -m benchmarks.bench_bpe
+	$(PY) -m benchmarks.bench_browser
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

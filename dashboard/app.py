@@ -1,0 +1,201 @@
+"""The shell: template, navigation between lessons, header, classroom mode, URL state.
+
+``create_app()`` builds one browser session's page around one :class:`AnatomyState`. The
+state is mirrored in the URL, so a copied link (``?lesson=mask&layer=2&head=1&q=5...``)
+reproduces the view. Classroom mode is a theme (dark, every size at least doubled): the
+header button reloads the page with ``classroom=true`` flipped, and the rest of the state
+survives the reload through the URL.
+"""
+
+from __future__ import annotations
+
+import html
+
+import panel as pn
+import param
+from panel.theme.fast import Fast
+
+from dashboard.state import ENV_CLASSROOM, URL_KEYS, AnatomyState, env_flag
+from dashboard.views import LESSONS
+from dashboard.views.components import KeyboardNav, TokenChips
+from dashboard.views.registry import LessonView
+from dashboard.views.widgets import css, labelled, text_pane, two_way
+
+TITLE = "Transformer Anatomy"
+FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
+
+# Flips classroom=... in the current URL (already synced with the state) and reloads.
+TOGGLE_CLASSROOM_JS = """
+const url = new URL(window.location.href);
+const on = url.searchParams.get("classroom") === "true";
+url.searchParams.set("classroom", on ? "false" : "true");
+window.location.assign(url.toString());
+"""
+
+
+class OfflineFast(Fast):
+    """Panel's Fast design without its Google web font: the page makes no request outside
+    the server (a classroom may have no internet, and a failed font load is a console error).
+    """
+
+    _resources = {k: v for k, v in Fast._resources.items() if k != "font"}
+
+
+# Panel locates a design's bundled files (fast/js/fast_design.js) by its class name.
+OfflineFast.__name__ = "Fast"
+
+
+class Shell(pn.viewable.Viewer):
+    """Everything around the lessons: text, model, tokens, messages, navigation, header."""
+
+    state = param.ClassSelector(class_=AnatomyState)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        s = self.state
+        self._views: dict[str, LessonView] = {}
+        self.text = pn.widgets.TextAreaInput(
+            name="Text",
+            value=s.text,
+            placeholder="Type a sentence…",
+            rows=4,
+            auto_grow=True,
+            max_rows=10,
+            max_length=20_000,
+            sizing_mode="stretch_width",
+        )
+        # every keystroke updates the state (value_input), not only when the box loses focus
+        self.text.param.watch(lambda e: setattr(s, "text", e.new), "value_input")
+        s.param.watch(self._text_from_state, "text")
+        self.model = pn.widgets.Select(
+            name="Model",
+            options=list(s.param.model.objects),
+            value=s.model,
+            sizing_mode="stretch_width",
+        )
+        two_way(self.model, s, "model")
+        self.nav = pn.widgets.RadioButtonGroup(
+            options={lesson.title: name for name, lesson in LESSONS.items()},
+            value=s.lesson,
+            orientation="vertical",
+            button_type="primary",
+            button_style="outline",
+            sizing_mode="stretch_width",
+        )
+        two_way(self.nav, s, "lesson")
+        self.chips = TokenChips(tokens=s.tokens, ids=s.ids, selected=s.query, margin=(5, 10))
+        two_way(self.chips, s, "query", prop="selected")
+        self.header_info = text_pane("", "header-info", margin=(0, 20), align="center")
+        self.classroom_button = pn.widgets.Button(
+            name="Normal mode" if s.classroom else "Classroom mode",
+            button_type="light",
+            align="center",
+            width=260 if s.classroom else 150,
+        )
+        self.classroom_button.js_on_click(code=TOGGLE_CLASSROOM_JS)
+        self.message = text_pane("", "message")
+        self.notice = text_pane("", "notice")
+        self.lesson_area = pn.Column(sizing_mode="stretch_width", margin=0)
+        self.keyboard = KeyboardNav(s, margin=0, width=0, height=0)
+        self._derived()
+        self._show_lesson()
+
+    def _text_from_state(self, event) -> None:
+        if self.text.value_input != event.new:
+            self.text.param.update(value=event.new, value_input=event.new)
+
+    @param.depends("state.forward", "state.status", "state.notice", "state.message", watch=True)
+    def _derived(self) -> None:
+        """Tokens, header, notice and message follow each new forward pass."""
+        s = self.state
+        self.chips.param.update(tokens=s.tokens, ids=s.ids, selected=s.query)
+        self.notice.object = html.escape(s.notice)
+        self.notice.visible = bool(s.notice)
+        self.message.object = html.escape(s.message)
+        self.message.css_classes = ["message", "error"] if s.status == "error" else ["message"]
+        self.message.visible = s.status != "ok"
+        self.lesson_area.visible = s.status == "ok"
+        self.chips.visible = s.status == "ok"
+        if s.status == "ok" and self.state.lesson not in self._views:
+            self._show_lesson()
+        self.header_info.object = self._header()
+
+    def _header(self) -> str:
+        s, f = self.state, self.state.forward
+        if s.model is None:
+            return "no model loaded"
+        parts = [f"model <b>{html.escape(s.model)}</b>"]
+        if s.provider:
+            parts.append(f"provider <b>{html.escape(s.provider)}</b>")
+        if f is not None:
+            parts.append(
+                f"last forward pass <b>{1000 * f.seconds:.1f} ms</b> ({len(f.ids)} tokens)"
+            )
+        return " · ".join(parts)
+
+    @param.depends("state.lesson", watch=True)
+    def _show_lesson(self) -> None:
+        """Create the lesson's view on first visit (once per session) and show it."""
+        s = self.state
+        if s.status != "ok" or s.lesson not in LESSONS:
+            return
+        if s.lesson not in self._views:
+            self._views[s.lesson] = LESSONS[s.lesson].view(state=s)
+        self.lesson_area.objects = [self._views[s.lesson]]
+
+    @property
+    def sidebar(self) -> list:
+        return [
+            labelled("Lessons", self.nav),
+            self.text,
+            self.model,
+            text_pane(
+                "<p class='hint'>← → step through the tokens, ↑ ↓ through the lessons. "
+                "The address bar always holds a link to exactly this view.</p>",
+                "caption",
+            ),
+        ]
+
+    @property
+    def main(self) -> list:
+        return [self.keyboard, self.message, self.notice, self.chips, self.lesson_area]
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Row(pn.Column(*self.sidebar, width=320), pn.Column(*self.main))
+
+
+def build_template(shell: Shell) -> pn.template.FastListTemplate:
+    """The page: the FastList template, themed for the normal or the classroom mode."""
+    classroom = shell.state.classroom
+    template = pn.template.FastListTemplate(
+        title=TITLE,
+        theme="dark" if classroom else "default",
+        theme_toggle=False,
+        font=FONT,
+        design=OfflineFast,
+        accent_base_color="#ffd400" if classroom else "#0969da",
+        header_background="#000000" if classroom else "#0b3d91",
+        sidebar_width=460 if classroom else 330,
+        main_layout=None,
+        sidebar=shell.sidebar,
+        main=shell.main,
+        header=[shell.header_info, shell.classroom_button],
+    )
+    template.config.raw_css = [css("anatomy.css")] + (
+        [css("anatomy-classroom.css")] if classroom else []
+    )
+    return template
+
+
+def create_app(classroom: bool | None = None) -> pn.template.FastListTemplate:
+    """One browser session's page. ``classroom`` is the default when the URL does not say."""
+    state = AnatomyState(lessons=list(LESSONS))
+    location = pn.state.location
+    if location is not None:
+        in_url = URL_KEYS["classroom"] in location.query_params
+        state.sync_url(location)
+    else:
+        in_url = False
+    if not in_url and (env_flag(ENV_CLASSROOM) if classroom is None else classroom):
+        state.classroom = True
+    return build_template(Shell(state=state))

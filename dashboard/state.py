@@ -1,0 +1,284 @@
+"""The shared, linked state of one browser session, and the engine every session shares.
+
+Every view reads and writes one :class:`AnatomyState`: the text, the model, the selected
+layer, head, query and key, the lesson and its options. Changing a parameter anywhere
+updates every view that depends on it, and (through :meth:`AnatomyState.sync_url`) the URL
+query string, so that a copied link reproduces the exact view.
+
+The derived values (token ids, their labels, the forward pass, a notice or an error) are
+recomputed here, once per change of text or model, so views never tokenise or run the model
+themselves. Bad input never raises out of this module: it becomes ``message`` and ``status``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import param
+
+from dashboard.lessons.attention import MASK_KINDS
+from models.bpe import readable
+from models.runtime import PROVIDERS, STATIC_DIR, Engine, EngineError
+
+# In the corpus's own register (docstrings), so the tokenizer splits it into whole words, and
+# with repeats ("the file", "is not") that show heads looking back at earlier occurrences.
+DEFAULT_TEXT = "If the file does not exist, an exception is raised and the file is not created."
+STAGES = {"scaled": "scaled scores q·k/√d", "masked": "masked scores", "probs": "probabilities"}
+FILLS = {"-inf": float("-inf"), "-1e9": -1e9}
+
+# State parameter -> URL query key. Short keys keep shared links readable.
+URL_KEYS: dict[str, str] = {
+    "lesson": "lesson",
+    "text": "text",
+    "model": "model",
+    "layer": "layer",
+    "head": "head",
+    "query": "q",
+    "key": "k",
+    "stage": "stage",
+    "mask": "mask",
+    "window": "window",
+    "pad": "pad",
+    "fill": "fill",
+    "temperature": "temperature",
+    "classroom": "classroom",
+}
+
+# -- the engine: one per process, shared by every browser session ---------------------------------
+ENV_STATIC = "ANATOMY_STATIC"
+ENV_PROVIDER = "ANATOMY_PROVIDER"
+ENV_MODEL = "ANATOMY_MODEL"
+ENV_CLASSROOM = "ANATOMY_CLASSROOM"
+
+_ENGINE: Engine | None = None
+_ENGINE_LOCK = threading.Lock()
+
+
+def static_dir() -> Path:
+    """The folder the models are loaded from: ``$ANATOMY_STATIC`` or the repository's static/."""
+    return Path(os.environ.get(ENV_STATIC) or STATIC_DIR)
+
+
+def get_engine() -> Engine:
+    """The process-wide engine, created on first use.
+
+    A failure is not cached: after ``make build`` fixes a missing model, a reload works
+    without restarting the server. Raises :class:`EngineError` with a message for the page.
+    """
+    global _ENGINE
+    with _ENGINE_LOCK:
+        if _ENGINE is None:
+            provider = os.environ.get(ENV_PROVIDER, "auto")
+            if provider not in PROVIDERS:
+                raise EngineError(
+                    f"unknown provider {provider!r} in ${ENV_PROVIDER}; "
+                    f"choose one of {', '.join(PROVIDERS)}"
+                )
+            _ENGINE = Engine(static_dir(), provider=provider)
+        return _ENGINE
+
+
+def reset_engine() -> None:
+    """Forget the shared engine (tests, or after the static folder changes)."""
+    global _ENGINE
+    with _ENGINE_LOCK:
+        _ENGINE = None
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def token_labels(tokens: list[str]) -> list[str]:
+    """Axis labels that stay unique when a token repeats: ``"3: the"``."""
+    return [f"{i}: {tok}" for i, tok in enumerate(tokens)]
+
+
+class AnatomyState(param.Parameterized):
+    """One browser session's linked state. Views watch it; widgets write to it."""
+
+    # -- what the user chooses (mirrored in the URL) ----------------------------------------------
+    lesson = param.Selector(default="attention", objects=["attention"], doc="The lesson shown.")
+    text = param.String(default=DEFAULT_TEXT, doc="The text the model reads.")
+    model = param.Selector(default=None, objects=[], doc="The model from the manifest.")
+    layer = param.Integer(default=0, bounds=(0, None), doc="Selected layer (0-based).")
+    head = param.Integer(default=0, bounds=(0, None), doc="Selected attention head (0-based).")
+    query = param.Integer(default=0, bounds=(0, None), doc="Selected query token position.")
+    key = param.Integer(default=0, bounds=(0, None), doc="Selected key token position.")
+    stage = param.Selector(default="probs", objects=list(STAGES), doc="Heatmap stage.")
+    mask = param.Selector(default="causal", objects=list(MASK_KINDS), doc="Mask variant.")
+    window = param.Integer(default=3, bounds=(1, None), doc="Sliding-window width in tokens.")
+    pad = param.Integer(default=2, bounds=(0, None), doc="Padding tokens before the text.")
+    fill = param.Selector(default="-inf", objects=list(FILLS), doc="Value for masked scores.")
+    temperature = param.Number(default=1.0, bounds=(0.0, 10.0), doc="Sampling temperature.")
+    classroom = param.Boolean(default=False, doc="Dark, large, projector-friendly theme.")
+
+    # -- derived from text and model (never in the URL) ------------------------------------------
+    ids = param.List(default=[], precedence=-1, doc="Token ids the model reads.")
+    tokens = param.List(default=[], precedence=-1, doc="Readable token strings.")
+    labels = param.List(default=[], precedence=-1, doc="Unique labels, e.g. '3: the'.")
+    forward = param.Parameter(default=None, precedence=-1, doc="models.runtime.Forward or None.")
+    status = param.Selector(
+        default="empty", objects=["ok", "empty", "error"], precedence=-1, doc="ok/empty/error"
+    )
+    message = param.String(default="", precedence=-1, doc="Prompt or error for the page.")
+    notice = param.String(default="", precedence=-1, doc="Truncation or link notices.")
+    provider = param.String(default="", precedence=-1, doc="Execution provider that runs.")
+
+    def __init__(self, engine: Engine | None = None, lessons: list[str] | None = None, **params):
+        self._engine = engine
+        self._engine_error = ""
+        if engine is None:
+            try:
+                self._engine = get_engine()
+            except EngineError as err:
+                self._engine_error = str(err)
+        if lessons:
+            self.param.lesson.objects = list(lessons)
+            self.param.lesson.check_on_set = True
+            if params.get("lesson") not in lessons:
+                params["lesson"] = lessons[0]
+        if self._engine is not None:
+            self.param.model.objects = self._engine.model_names
+            self.param.model.check_on_set = True  # an unknown model in a link is refused
+            wanted = params.get("model") or os.environ.get(ENV_MODEL)
+            params["model"] = (
+                wanted if wanted in self._engine.model_names else self._engine.default_model
+            )
+        else:
+            params.pop("model", None)
+        super().__init__(**params)
+        self._url_notices: list[str] = []
+        self._update()
+
+    # -- derived values ---------------------------------------------------------------------------
+    @property
+    def engine(self) -> Engine | None:
+        return self._engine
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The selected model's config (n_layer, n_head, block_size, ...), or {} without one."""
+        if self._engine is None or self.model is None:
+            return {}
+        try:
+            return self._engine.config(self.model)
+        except EngineError:
+            return {}
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.ids)
+
+    @param.depends("text", "model", watch=True)
+    def _update(self) -> None:
+        """Tokenise, truncate to the block size, run the model; never raises."""
+        if self._engine is None:
+            self._set_derived(status="error", message=self._engine_error)
+            return
+        try:
+            tokenizer = self._engine.tokenizer(self.model)
+            ids = tokenizer.encode(self.text)
+            if not ids:
+                self._set_derived(
+                    status="empty",
+                    message="Type a sentence in the text box to see how the model reads it.",
+                )
+                return
+            block = int(self.config["block_size"])
+            notices = []
+            if len(ids) > block:
+                notices.append(
+                    f"Your text is {len(ids)} tokens long; {self.model} reads at most {block}, "
+                    f"so only the first {block} tokens are shown."
+                )
+                ids = ids[:block]
+            tokens = [readable(tokenizer.token_bytes(i)) for i in ids]
+            forward = self._engine.run(self.model, ids)
+            provider = self._engine.provider(self.model)
+            if extra := self._engine.provider_notice(self.model):
+                notices.append(extra)
+        except EngineError as err:
+            self._set_derived(status="error", message=str(err))
+            return
+        self._set_derived(
+            status="ok",
+            ids=list(ids),
+            tokens=tokens,
+            labels=token_labels(tokens),
+            forward=forward,
+            provider=provider,
+            notice=" ".join(notices + self._url_notices_text()),
+        )
+
+    def _url_notices_text(self) -> list[str]:
+        # set after Parameterized.__init__, which may already call watchers
+        return list(getattr(self, "_url_notices", []))
+
+    def _set_derived(self, **values: Any) -> None:
+        """Update the derived values together (one event per view), then keep the selection
+        inside the new shapes."""
+        defaults = dict(ids=[], tokens=[], labels=[], forward=None, message="", notice="")
+        defaults.update(values)
+        if defaults["notice"] == "" and self._url_notices_text():
+            defaults["notice"] = " ".join(self._url_notices_text())
+        clamp = self._clamped(len(defaults["ids"]))
+        with param.parameterized.batch_call_watchers(self):
+            self.param.update(**defaults, **clamp)
+
+    def _clamped(self, n_tokens: int) -> dict[str, int]:
+        """Selections that no longer exist (fewer tokens, smaller model) move to the last one."""
+        cfg = self.config
+        limits = {
+            "layer": int(cfg.get("n_layer", 1)),
+            "head": int(cfg.get("n_head", 1)),
+            "query": max(n_tokens, 1),
+            "key": max(n_tokens, 1),
+        }
+        return {k: n - 1 for k, n in limits.items() if getattr(self, k) > n - 1}
+
+    @param.depends("layer", "head", "query", "key", watch=True)
+    def _keep_in_range(self) -> None:
+        if clamp := self._clamped(len(self.ids)):
+            self.param.update(**clamp)
+
+    @param.depends("query", watch=True)
+    def _key_follows_query(self) -> None:
+        # Under a causal mask a query sees keys up to itself only: keep the key visible.
+        if self.key > self.query:
+            self.key = self.query
+
+    # -- helpers for views ------------------------------------------------------------------------
+    def step_query(self, delta: int) -> None:
+        """Move the selected query token by ``delta`` (keyboard arrows), staying in range."""
+        if self.ids:
+            self.query = min(max(self.query + delta, 0), len(self.ids) - 1)
+
+    def step_lesson(self, delta: int) -> None:
+        """Go to the next or previous lesson, wrapping around."""
+        lessons = list(self.param.lesson.objects)
+        i = lessons.index(self.lesson) if self.lesson in lessons else 0
+        self.lesson = lessons[(i + delta) % len(lessons)]
+
+    # -- the URL ----------------------------------------------------------------------------------
+    def apply_query(self, values: dict[str, Any]) -> None:
+        """Apply URL values one by one, so one bad value (an unknown model, a negative layer)
+        is reported and skipped instead of discarding the whole link."""
+        bad = []
+        for name, value in values.items():
+            try:
+                if isinstance(value, str) and name != "text":
+                    value = self.param[name].deserialize(value)
+                self.param.update(**{name: value})
+            except Exception:
+                bad.append(f"{URL_KEYS.get(name, name)}={value!s:.40}")
+        if bad:
+            self._url_notices = [f"Ignored unusable link values: {', '.join(bad)}."]
+            self.notice = " ".join(filter(None, [self.notice, *self._url_notices]))
+
+    def sync_url(self, location) -> None:
+        """Mirror the state in ``location``'s query string (``pn.state.location``), both ways."""
+        location.sync(self, URL_KEYS, on_error=self.apply_query)

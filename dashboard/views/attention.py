@@ -1,0 +1,139 @@
+"""The attention lesson: one head's heatmap, every head at a glance, one query in detail.
+
+Thin by design: the matrices come from the model's own outputs (``attn_scores``,
+``attn_probs``) through :mod:`dashboard.lessons.attention`; this module only wires them to
+plots and the plots' clicks back to the shared state.
+"""
+
+from __future__ import annotations
+
+import html
+
+import panel as pn
+import param
+
+from dashboard.lessons.attention import head_stage, query_detail
+from dashboard.state import STAGES
+from dashboard.views.plots import BarPlot, HeadGrid, MatrixPlot
+from dashboard.views.registry import LessonView
+from dashboard.views.widgets import head_controls, labelled, text_pane, two_way
+
+
+class AttentionLesson(LessonView):
+    """Heatmap of the selected layer and head at the selected stage; tap a cell for details;
+    tap a tile of the all-heads grid to select that head."""
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        s, style = self.state, self.style
+        self._heatmap = MatrixPlot(style, style.matrix, kind="probs", name="heatmap")
+        self._heatmap.on_tap(self._select_pair)
+        self._grid = HeadGrid(style, style.grid, title="Every layer and head (click to select)")
+        self._grid.on_tap(lambda layer, head: s.param.update(layer=layer, head=head))
+        self._bars = BarPlot(style)
+        self._pair = text_pane("", "pair")
+        self._top = text_pane("", "top-attended")
+        stage = pn.widgets.RadioButtonGroup(
+            options={label: key for key, label in STAGES.items()},
+            value=s.stage,
+            button_type="primary",
+            button_style="outline",
+        )
+        two_way(stage, s, "stage")
+        self._controls = pn.Row(head_controls(s), labelled("Stage", stage), margin=0)
+        self._layout = pn.FlexBox(
+            pn.Column(
+                self._controls,
+                pn.pane.Bokeh(self._heatmap.figure, margin=(5, 5)),
+                margin=0,
+            ),
+            pn.Column(
+                text_pane("<h3>The selected query</h3>", "detail", margin=(0, 10)),
+                pn.pane.Bokeh(self._bars.figure, margin=(5, 5)),
+                self._pair,
+                self._top,
+                margin=0,
+                css_classes=["detail"],
+            ),
+            pn.Column(
+                pn.pane.Bokeh(self._grid.figure, margin=(5, 5)),
+                text_pane(
+                    "Each tile is one head's attention probabilities (rows: queries, "
+                    "columns: keys). Heads in the same layer read the same input in "
+                    "different ways.",
+                    "caption",
+                    margin=(0, 10),
+                    width=self._grid.size,
+                ),
+                margin=0,
+            ),
+            gap="10px",
+            sizing_mode="stretch_width",
+        )
+        self._draw()
+        self._draw_grid()
+
+    def _select_pair(self, query: int, key: int) -> None:
+        self.state.param.update(query=query, key=key)
+
+    def _matrices(self):
+        f, s = self.state.forward, self.state
+        return f.attn_scores[s.layer, s.head], f.attn_probs[s.layer, s.head]
+
+    @param.depends("state.forward", "state.layer", "state.head", "state.stage", watch=True)
+    def _draw(self) -> None:
+        s = self.state
+        if s.forward is None:
+            return
+        scaled, probs = self._matrices()
+        self._heatmap.kind = "probs" if s.stage == "probs" else "scores"
+        self._heatmap.update(
+            head_stage(scaled, probs, s.stage),
+            s.labels,
+            selected=(s.query, s.key),
+            title=f"Layer {s.layer}, head {s.head}: {STAGES[s.stage]}",
+        )
+        self._grid.select(s.layer, s.head)
+        self._detail()
+
+    @param.depends("state.forward", watch=True)
+    def _draw_grid(self) -> None:
+        s = self.state
+        if s.forward is not None:
+            self._grid.update(s.forward.attn_probs, s.labels, s.layer, s.head)
+
+    @param.depends("state.query", "state.key", watch=True)
+    def _select(self) -> None:
+        s = self.state
+        if s.forward is not None:
+            self._heatmap.select((s.query, s.key))
+            self._detail()
+
+    def _detail(self) -> None:
+        s = self.state
+        scaled, probs = self._matrices()
+        d = query_detail(scaled, probs, s.query, s.key)
+        labels = s.labels
+        q, k = html.escape(labels[s.query]), html.escape(labels[s.key])
+        self._bars.update(d["row"], labels, s.key, f"How query {labels[s.query]} attends")
+        masked = "" if d["allowed"] else " The causal mask removes this pair: it becomes −∞."
+        self._pair.object = (
+            f"<p>Query <b class='tok'>{q}</b> · key <b class='tok'>{k}</b>: "
+            f"q·k/√d = <b class='num'>{d['score']:.3f}</b>, "
+            f"probability <b class='num'>{d['prob']:.3f}</b>.{masked}</p>"
+            "<p class='hint'>Click a cell of the heatmap to pick a query and key; "
+            "← → step through the queries.</p>"
+        )
+        rows = "".join(
+            f"<tr><td class='tok'>{html.escape(labels[j])}</td>"
+            f"<td class='num'>{p:.3f}</td>"
+            f"<td><div class='bar' style='width:{100 * p:.1f}%'></div></td></tr>"
+            for j, p in d["top"]
+        )
+        self._top.object = (
+            f"<p>Most attended (entropy {d['entropy']:.2f} bits):</p>"
+            f"<table class='top'>{rows}</table>"
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._layout

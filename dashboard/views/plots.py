@@ -1,0 +1,469 @@
+"""Bokeh building blocks shared by the lessons: matrices, the all-heads grid, bar charts.
+
+Each plot is created once per browser session and then updated in place (new data in its
+``ColumnDataSource``), so an edit sends a small patch to the browser instead of a new plot.
+Every matrix is one ``image`` glyph, whatever its size. Token text reaches the page only as
+canvas tick labels and through hover formatters that return it as text, never as HTML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from bokeh.events import Tap
+from bokeh.models import (
+    ColorBar,
+    ColumnDataSource,
+    CustomJSHover,
+    FixedTicker,
+    HoverTool,
+    LinearColorMapper,
+    Range1d,
+)
+from bokeh.palettes import RdBu11, Viridis256, interp_palette
+from bokeh.plotting import figure
+
+SCORE_PALETTE = tuple(interp_palette(RdBu11, 256))  # blue negative, white 0, red positive
+PROB_PALETTE = Viridis256
+
+
+@dataclass(frozen=True)
+class PlotStyle:
+    """Sizes and colours of the plots in the normal and the classroom theme."""
+
+    classroom: bool
+    tick: str  # tick label font size
+    label: str  # axis label font size
+    title: str  # plot title font size
+    matrix: int  # side of the main heatmap in pixels
+    small: int  # side of each mask-lesson matrix
+    grid: int  # side of the all-heads grid
+    bars: tuple[int, int]  # width, height of the softmax bar chart
+    text: str
+    background: str
+    muted: str
+    masked: str  # cells removed by the mask
+    nan: str  # NaN: a row with nothing to attend to
+    accent: str  # the selection outline
+
+    @property
+    def px_per_label(self) -> int:
+        """Room a tick label needs; more tokens than fit are thinned out (hover has all)."""
+        return int(self.tick.removesuffix("px")) + 4
+
+
+NORMAL = PlotStyle(
+    classroom=False,
+    tick="11px",
+    label="13px",
+    title="14px",
+    matrix=520,
+    small=330,
+    grid=400,
+    bars=(520, 260),
+    text="#1f2328",
+    background="#ffffff",
+    muted="#57606a",
+    masked="#e6e6e6",
+    nan="#ff4fa3",
+    accent="#ff7f0e",
+)
+
+# At least twice every size of NORMAL: readable from the back of a room, on a 1920x1080 projector.
+CLASSROOM = PlotStyle(
+    classroom=True,
+    tick="24px",
+    label="28px",
+    title="30px",
+    matrix=760,
+    small=420,
+    grid=560,
+    bars=(760, 420),
+    text="#ffffff",
+    background="#000000",
+    muted="#c8c8c8",
+    masked="#5a5a5a",
+    nan="#ff4fa3",
+    accent="#ffd400",
+)
+
+
+def plot_style(classroom: bool) -> PlotStyle:
+    return CLASSROOM if classroom else NORMAL
+
+
+def styled_figure(style: PlotStyle, width: int, height: int, title: str, **kw) -> figure:
+    fig = figure(
+        width=width,
+        height=height,
+        title=title,
+        tools="",
+        toolbar_location=None,
+        sizing_mode="fixed",
+        background_fill_color=style.background,
+        border_fill_color=style.background,
+        outline_line_color=None,
+        **kw,
+    )
+    fig.title.text_font_size = style.title
+    fig.title.text_color = style.text
+    for axis in (*fig.xaxis, *fig.yaxis):
+        axis.major_label_text_font_size = style.tick
+        axis.axis_label_text_font_size = style.label
+        axis.axis_label_text_font_style = "normal"
+        axis.major_label_text_color = style.text
+        axis.axis_label_text_color = style.text
+        axis.axis_line_color = style.muted
+        axis.major_tick_line_color = style.muted
+        axis.minor_tick_line_color = None
+    fig.grid.visible = False
+    return fig
+
+
+def _label_hover(labels: ColumnDataSource) -> CustomJSHover:
+    """Formats a coordinate as the token label at that position (returned as plain text)."""
+    return CustomJSHover(
+        args=dict(labels=labels),
+        code="""
+        const L = labels.data["label"];
+        const i = Math.round(value);
+        return (i >= 0 && i < L.length) ? L[i] : "";
+        """,
+    )
+
+
+VALUE_HOVER_JS = """
+if (value == null || Number.isNaN(value)) return "NaN (no key to attend to)";
+if (value === -Infinity) return "−∞ (masked)";
+if (value <= -1e8) return value.toExponential(0) + " (masked)";
+return value.toFixed(4);
+"""
+
+
+def thinned_ticks(n: int, pixels: int, px_per_label: int) -> list[int]:
+    """Tick positions for ``n`` tokens on ``pixels``: all of them when they fit, else every k-th."""
+    if n <= 0:
+        return []
+    step = max(1, int(np.ceil(n * px_per_label / max(pixels, 1))))
+    return list(range(0, n, step))
+
+
+def _clean(values: np.ndarray) -> np.ndarray:
+    """float32 for the wire; -inf and NaN are kept (the colour mapper and hover explain them)."""
+    return np.ascontiguousarray(values, dtype=np.float32)
+
+
+class MatrixPlot:
+    """A (query × key) matrix as one image glyph: token labels on both axes, hover values, a
+    colour bar, and an outline on the selected query row and (query, key) cell.
+
+    ``kind`` picks the colours: ``probs`` (0..1), ``scores`` (diverging around 0, masked cells
+    grey), ``mask`` (allowed / masked).
+    """
+
+    def __init__(
+        self, style: PlotStyle, size: int, title: str = "", kind: str = "probs", name: str = ""
+    ):
+        self.style = style
+        self.size = size
+        self.kind = kind
+        # names let tests and benchmarks find the models in the page (Bokeh.documents)
+        self.labels = ColumnDataSource(data=dict(label=[]), name=f"{name}-labels" if name else None)
+        self.source = ColumnDataSource(
+            data=dict(image=[np.zeros((1, 1), np.float32)], x=[-0.5], y=[-0.5], dw=[1], dh=[1]),
+            name=f"{name}-image" if name else None,
+        )
+        self.selection = ColumnDataSource(data=dict(x=[], y=[], w=[], h=[]))
+        self.mapper = LinearColorMapper(
+            palette=PROB_PALETTE, low=0, high=1, nan_color=style.nan, low_color=style.masked
+        )
+        # the colour bar adds ~90 px on the right; keep the matrix itself square
+        bar = 0 if kind == "mask" else (150 if style.classroom else 90)
+        fig = styled_figure(
+            style,
+            size + bar,
+            size,
+            title,
+            x_range=Range1d(-0.5, 0.5),
+            y_range=Range1d(0.5, -0.5),  # flipped: query 0 at the top
+            name=name or None,
+        )
+        fig.xaxis.axis_label = "key (attended to)"
+        fig.yaxis.axis_label = "query (attending)"
+        fig.xaxis.major_label_orientation = np.pi / 2
+        self.glyph = fig.image(
+            image="image",
+            x="x",
+            y="y",
+            dw="dw",
+            dh="dh",
+            source=self.source,
+            color_mapper=self.mapper,
+        )
+        fig.rect(
+            x="x",
+            y="y",
+            width="w",
+            height="h",
+            source=self.selection,
+            fill_alpha=0,
+            line_color=style.accent,
+            line_width=4 if style.classroom else 2,
+        )
+        label_fmt = _label_hover(self.labels)
+        hover = HoverTool(
+            renderers=[self.glyph],
+            tooltips=[("query", "$y{custom}"), ("key", "$x{custom}"), ("value", "@image{custom}")],
+            formatters={
+                "$y": label_fmt,
+                "$x": label_fmt,
+                "@image": CustomJSHover(code=VALUE_HOVER_JS),
+            },
+        )
+        fig.add_tools(hover)
+        if kind != "mask":
+            self.colorbar = ColorBar(
+                color_mapper=self.mapper,
+                major_label_text_font_size=style.tick,
+                major_label_text_color=style.text,
+                background_fill_color=style.background,
+                width=28 if style.classroom else 14,
+                padding=4,
+            )
+            fig.add_layout(self.colorbar, "right")
+        self.figure = fig
+
+    def on_tap(self, callback: Callable[[int, int], None]) -> None:
+        """Call ``callback(query, key)`` when a cell is clicked."""
+
+        def _tap(event: Tap) -> None:
+            n = len(self.labels.data["label"])
+            if event.x is None or event.y is None or n == 0:
+                return
+            i, j = int(round(event.y)), int(round(event.x))
+            if 0 <= i < n and 0 <= j < n:
+                callback(i, j)
+
+        self.figure.on_event(Tap, _tap)
+
+    def update(
+        self,
+        matrix: np.ndarray,
+        labels: Sequence[str],
+        selected: tuple[int, int] | None = None,
+        allowed: np.ndarray | None = None,
+        title: str | None = None,
+    ) -> None:
+        """Show ``matrix`` (T × T). ``allowed`` marks the cells the mask keeps: their range sets
+        the colour scale of scores, so a -1e9 fill does not wash out the real ones."""
+        matrix = np.asarray(matrix, dtype=np.float64)
+        n = matrix.shape[0]
+        if self.kind == "probs":
+            # exact zeros (masked keys) take low_color, so "masked" differs from "tiny"
+            self.mapper.update(palette=PROB_PALETTE, low=1e-12, high=1.0)
+        elif self.kind == "mask":
+            self.mapper.update(palette=[self.style.masked, self.style.accent], low=0, high=1)
+        else:
+            keep = np.isfinite(matrix) if allowed is None else (allowed & np.isfinite(matrix))
+            top = float(np.abs(matrix[keep]).max()) if keep.any() else 1.0
+            top = top or 1.0
+            self.mapper.update(palette=SCORE_PALETTE, low=-top, high=top)
+        ticks = thinned_ticks(n, self.size - 120, self.style.px_per_label)
+        overrides = {i: labels[i] for i in ticks}
+        fig = self.figure
+        for axis in (*fig.xaxis, *fig.yaxis):
+            axis.ticker = FixedTicker(ticks=ticks)
+            axis.major_label_overrides = overrides
+        fig.x_range.update(start=-0.5, end=n - 0.5)
+        fig.y_range.update(start=n - 0.5, end=-0.5)
+        if title is not None:
+            fig.title.text = title
+        self.labels.data = dict(label=list(labels))
+        self.source.data = dict(image=[_clean(matrix)], x=[-0.5], y=[-0.5], dw=[n], dh=[n])
+        self.select(selected)
+
+    def select(self, selected: tuple[int, int] | None) -> None:
+        """Outline the selected query's row and the selected (query, key) cell."""
+        n = len(self.labels.data["label"])
+        if selected is None or n == 0:
+            self.selection.data = dict(x=[], y=[], w=[], h=[])
+            return
+        i, j = selected
+        self.selection.data = dict(x=[(n - 1) / 2, j], y=[i, i], w=[n, 1], h=[1, 1])
+
+
+class HeadGrid:
+    """Every layer × head as small multiples, drawn as ONE image glyph: the T × T matrices are
+    tiled into one canvas with NaN gaps. A click selects the tile's layer and head."""
+
+    def __init__(self, style: PlotStyle, size: int, title: str = "All heads"):
+        self.style = style
+        self.size = size
+        self.shape = (1, 1, 1)  # layers, heads, tokens
+        self.meta = ColumnDataSource(data=dict(T=[1], gap=[1]), name="grid-meta")
+        self.labels = ColumnDataSource(data=dict(label=[]))
+        self.source = ColumnDataSource(
+            data=dict(image=[np.zeros((1, 1), np.float32)], x=[-0.5], y=[-0.5], dw=[1], dh=[1])
+        )
+        self.selection = ColumnDataSource(data=dict(x=[], y=[], w=[], h=[]))
+        self.mapper = LinearColorMapper(
+            palette=PROB_PALETTE,
+            low=1e-12,
+            high=1,
+            nan_color=style.background,
+            low_color=style.masked,
+        )
+        fig = styled_figure(
+            style, size, size, title, x_range=Range1d(0, 1), y_range=Range1d(1, 0), name="grid"
+        )
+        fig.xaxis.axis_label = "head"
+        fig.yaxis.axis_label = "layer"
+        fig.xaxis.major_tick_line_color = None
+        fig.yaxis.major_tick_line_color = None
+        self.glyph = fig.image(
+            image="image",
+            x="x",
+            y="y",
+            dw="dw",
+            dh="dh",
+            source=self.source,
+            color_mapper=self.mapper,
+        )
+        fig.rect(
+            x="x",
+            y="y",
+            width="w",
+            height="h",
+            source=self.selection,
+            fill_alpha=0,
+            line_color=style.accent,
+            line_width=5 if style.classroom else 3,
+        )
+        tile = """
+        const T = meta.data["T"][0], g = meta.data["gap"][0];
+        const v = Math.round(value);
+        const t = Math.floor(v / (T + g)), r = v - t * (T + g);
+        """
+        tile_fmt = CustomJSHover(args=dict(meta=self.meta), code=tile + "return r < T ? t : '';")
+        token_fmt = CustomJSHover(
+            args=dict(meta=self.meta, labels=self.labels),
+            code=tile + "return r < T ? labels.data['label'][r] : '';",
+        )
+        fig.add_tools(
+            HoverTool(
+                renderers=[self.glyph],
+                tooltips=[
+                    ("layer", "$y{custom}"),
+                    ("head", "$x{custom}"),
+                    ("probability", "@image{custom}"),
+                ],
+                formatters={
+                    "$y": tile_fmt,
+                    "$x": tile_fmt,
+                    "@image": CustomJSHover(code=VALUE_HOVER_JS),
+                },
+            ),
+            HoverTool(
+                renderers=[self.glyph],
+                tooltips=[("query", "$y{custom}"), ("key", "$x{custom}")],
+                formatters={"$y": token_fmt, "$x": token_fmt},
+                description="tokens",
+            ),
+        )
+        self.figure = fig
+
+    def tile_at(self, x: float, y: float) -> tuple[int, int] | None:
+        """(layer, head) of the tile under data coordinates (x, y), or None in a gap."""
+        n_layer, n_head, t = self.shape
+        gap = self.meta.data["gap"][0]
+        col, row = int(np.floor((x + 0.5) / (t + gap))), int(np.floor((y + 0.5) / (t + gap)))
+        inside = (x + 0.5) - col * (t + gap) < t + gap / 2 and (y + 0.5) - row * (t + gap) < (
+            t + gap / 2
+        )
+        if 0 <= row < n_layer and 0 <= col < n_head and inside:
+            return row, col
+        return None
+
+    def on_tap(self, callback: Callable[[int, int], None]) -> None:
+        """Call ``callback(layer, head)`` when a tile is clicked."""
+
+        def _tap(event: Tap) -> None:
+            hit = None if event.x is None or event.y is None else self.tile_at(event.x, event.y)
+            if hit is not None:
+                callback(*hit)
+
+        self.figure.on_event(Tap, _tap)
+
+    def update(self, probs: np.ndarray, labels: Sequence[str], layer: int, head: int) -> None:
+        """Show ``probs`` (n_layer, n_head, T, T) with (layer, head) outlined."""
+        n_layer, n_head, t, _ = probs.shape
+        gap = max(1, int(np.ceil(t / 6)))
+        size = t + gap
+        canvas = np.full((n_layer * size - gap, n_head * size - gap), np.nan, np.float32)
+        for lay in range(n_layer):
+            for h in range(n_head):
+                canvas[lay * size : lay * size + t, h * size : h * size + t] = probs[lay, h]
+        self.shape = (n_layer, n_head, t)
+        self.meta.data = dict(T=[t], gap=[gap])
+        self.labels.data = dict(label=list(labels))
+        height, width = canvas.shape
+        fig = self.figure
+        fig.x_range.update(start=-0.5, end=width - 0.5)
+        fig.y_range.update(start=height - 0.5, end=-0.5)
+        fig.xaxis.ticker = FixedTicker(ticks=[h * size + (t - 1) / 2 for h in range(n_head)])
+        fig.yaxis.ticker = FixedTicker(ticks=[lay * size + (t - 1) / 2 for lay in range(n_layer)])
+        fig.xaxis.major_label_overrides = {h * size + (t - 1) / 2: str(h) for h in range(n_head)}
+        fig.yaxis.major_label_overrides = {
+            lay * size + (t - 1) / 2: str(lay) for lay in range(n_layer)
+        }
+        self.source.data = dict(image=[canvas], x=[-0.5], y=[-0.5], dw=[width], dh=[height])
+        self.select(layer, head)
+
+    def select(self, layer: int, head: int) -> None:
+        _, _, t = self.shape
+        size = t + self.meta.data["gap"][0]
+        c = (t - 1) / 2
+        self.selection.data = dict(
+            x=[head * size + c], y=[layer * size + c], w=[t + 0.6], h=[t + 0.6]
+        )
+
+
+class BarPlot:
+    """One query's attention over the keys: a bar per key, the selected key highlighted."""
+
+    def __init__(self, style: PlotStyle, title: str = ""):
+        self.style = style
+        width, height = style.bars
+        self.source = ColumnDataSource(data=dict(x=[], top=[], label=[], color=[]))
+        fig = styled_figure(
+            style, width, height, title, x_range=Range1d(-0.5, 0.5), y_range=Range1d(0, 1.05)
+        )
+        fig.yaxis.axis_label = "probability"
+        fig.xaxis.major_label_orientation = np.pi / 2
+        fig.ygrid.visible = True
+        fig.ygrid.grid_line_color = style.muted
+        fig.ygrid.grid_line_alpha = 0.3
+        bars = fig.vbar(x="x", top="top", width=0.8, color="color", source=self.source)
+        fig.add_tools(
+            HoverTool(
+                renderers=[bars], tooltips=[("key", "@label"), ("probability", "@top{0.0000}")]
+            )
+        )
+        self.figure = fig
+
+    def update(self, row: np.ndarray, labels: Sequence[str], key: int, title: str) -> None:
+        n = len(row)
+        row = np.nan_to_num(np.asarray(row, dtype=np.float64), nan=0.0)
+        ticks = thinned_ticks(n, self.style.bars[0] - 80, self.style.px_per_label)
+        colors = [self.style.accent if j == key else "#4c78a8" for j in range(n)]
+        if self.style.classroom:
+            colors = [self.style.accent if j == key else "#6fa8dc" for j in range(n)]
+        self.figure.xaxis.ticker = FixedTicker(ticks=ticks)
+        self.figure.xaxis.major_label_overrides = {i: labels[i] for i in ticks}
+        self.figure.x_range.update(start=-0.5, end=n - 0.5)
+        self.figure.title.text = title
+        self.source.data = dict(
+            x=list(range(n)), top=row.tolist(), label=list(labels), color=colors
+        )

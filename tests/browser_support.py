@@ -1,0 +1,128 @@
+"""Real-browser test support: start ``panel_serve.py`` on a free port, drive Debian's Chromium.
+
+``playwright install`` cannot download browsers here, so Playwright launches the system
+Chromium (``/usr/bin/chromium``, or ``$ANATOMY_CHROMIUM``). Nothing here skips: a missing
+browser or a server that does not come up is a failure with the reason in the message.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("ANATOMY_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> float:
+    """Poll ``url`` until it answers 200; seconds waited. Fails fast if the server died."""
+    t0 = time.perf_counter()
+    while True:
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{out}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return time.perf_counter() - t0
+        except urllib.error.HTTPError as err:  # the server runs but the page is broken
+            proc.terminate()
+            out = proc.communicate(timeout=10)[0] if proc.stdout else ""
+            raise RuntimeError(
+                f"{url} answered {err.code}; server output:\n{out[-4000:]}"
+            ) from None
+        except OSError:
+            pass
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+@contextmanager
+def serve(*args: str, static: str | Path | None = None, env: dict | None = None):
+    """Run ``python panel_serve.py --port <free> ...``; yields (base URL, process)."""
+    port = free_port()
+    cmd = [sys.executable, str(ROOT / "panel_serve.py"), "--port", str(port), *args]
+    if static is not None:
+        cmd += ["--static", str(static)]
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_http(url, proc)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def launch(playwright):
+    """Chromium from the system, headless."""
+    if not Path(CHROMIUM).exists():
+        raise FileNotFoundError(
+            f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium) "
+            "or point $ANATOMY_CHROMIUM at a Chromium binary"
+        )
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+# -- reading the page -----------------------------------------------------------------------------
+# Plots and data sources carry names (dashboard/views/plots.py), so the page's Bokeh document
+# answers what is drawn: "heatmap-labels" holds the heatmap's token labels, and so on.
+JS_MODEL_DATA = """
+([name, column]) => {
+  for (const doc of Bokeh.documents) {
+    const m = doc.get_model_by_name(name);
+    if (m) return Array.from(m.data[column]);
+  }
+  return null;
+}
+"""
+
+
+def model_data(page, name: str, column: str):
+    """A column of the named ColumnDataSource, as the browser has it."""
+    return page.evaluate(JS_MODEL_DATA, [name, column])
+
+
+def wait_ready(page, name: str = "heatmap-labels", timeout: float = 30_000) -> None:
+    """Wait until the named source has data and the token chips are drawn."""
+    page.wait_for_function(
+        """(name) => {
+          if (!window.Bokeh) return false;
+          const m = Bokeh.documents.map(d => d.get_model_by_name(name)).find(x => x);
+          return m && m.data.label && m.data.label.length > 0;
+        }""",
+        arg=name,
+        timeout=timeout,
+    )
+    page.locator(".chip").first.wait_for(timeout=timeout)
