@@ -4,8 +4,10 @@
 from dashboard.views.attention import AttentionLesson
 from dashboard.views.mask import MaskLesson
 from dashboard.views.registry import LESSONS, Lesson, LessonView, register
+from dashboard.views.sampling import SamplingLesson
 
 register("attention", "Attention", AttentionLesson)
 register("mask", "Causal mask", MaskLesson)
+register("sampling", "Temperature & sampling", SamplingLesson)
 
 __all__ = ["LESSONS", "Lesson", "LessonView", "register"]

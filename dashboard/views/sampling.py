@@ -1,0 +1,865 @@
+"""The temperature and sampling lesson: from the model's logits to the next token.
+
+For the selected position: the next-token distribution as bars (the token the text actually
+continues with highlighted), how temperature reshapes it (curves over T with a marker at the
+current T), what top-k and top-p cut away (grey, hatched) and the renormalised rest, and a
+seeded sampler that appends tokens to the text.
+
+Thin by design: every number comes from :mod:`dashboard.lessons.sampling`. Temperature,
+top-k and top-p only re-read ``state.forward.logits``; the model runs again only when a
+sampled token changes the text.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+from functools import lru_cache
+
+import numpy as np
+import panel as pn
+import param
+from bokeh.core.properties import value
+from bokeh.models import (
+    ColumnDataSource,
+    FixedTicker,
+    HoverTool,
+    Legend,
+    LegendItem,
+    LogAxis,
+    LogScale,
+    Range1d,
+    Span,
+)
+
+from dashboard.lessons import sampling as S
+from dashboard.views.plots import PlotStyle, styled_figure, thinned_ticks
+from dashboard.views.registry import LessonView
+from dashboard.views.widgets import labelled, text_pane
+from models.bpe import Tokenizer, readable
+
+SLIDER_MAX = 5.0
+CURVE_TEMPERATURES = S.default_temperatures(SLIDER_MAX, 101)
+CURVE_TOKENS = 5
+LINE_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#b279a2")
+LINE_COLORS_DARK = ("#6fa8dc", "#ffb000", "#7ee081", "#ff6b6b", "#d9a6ff")
+
+
+@lru_cache(maxsize=8)
+def _vocabulary(tokenizer: Tokenizer, size: int) -> tuple[str, ...]:
+    """Readable text of every token id (the bars' labels), once per tokenizer."""
+    out = []
+    for i in range(size):
+        try:
+            out.append(readable(tokenizer.token_bytes(i)))
+        except ValueError:
+            out.append(f"<{i}>")
+    return tuple(out)
+
+
+NICE_SCALES = tuple(m * 10.0**e for e in range(-4, 0) for m in (1, 2, 5)) + (1.0,)
+
+
+def nice_ceiling(x: float) -> float:
+    """The smallest of 0.0001, 0.0002, 0.0005, …, 0.2, 0.5, 1 that is ≥ x (1 at most)."""
+    return next((v for v in NICE_SCALES if v >= x), 1.0)
+
+
+def _percent(p: float) -> str:
+    """Short labels above the bars: whole percents, "<1%" below."""
+    if p <= 0:
+        return ""
+    return f"{100 * p:.0f}%" if p >= 0.005 else "<1%"
+
+
+def _held(method):
+    """Run ``method`` with the page's document held (``panel.io.hold``).
+
+    Panel runs browser events without Bokeh's document lock and sends its own widgets'
+    changes itself; a change to a raw Bokeh figure or source in such a callback would fail
+    ("_pending_writes should be non-None ..."). Holding the document collects the changes
+    and sends them as one message. Outside a server (tests) this does nothing."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with pn.io.hold():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def _prob(p: float) -> str:
+    """A probability for the page: 4 decimals, or 2 significant digits when tiny."""
+    return f"{p:.4f}" if p == 0 or p >= 1e-4 else f"{p:.1e}"
+
+
+def _fmt_k(k: int | None) -> str:
+    return "off" if k is None else str(k)
+
+
+def _fmt_p(p: float) -> str:
+    return f"{p:g}"
+
+
+class NextTokenBars:
+    """The top-N next tokens: a pale bar at the probability after temperature, a solid bar
+    at the renormalised probability after top-k and top-p; cut tokens grey and hatched."""
+
+    def __init__(self, style: PlotStyle):
+        self.style = style
+        width, height = style.bars
+        self.source = ColumnDataSource(
+            data=dict(
+                x=[],
+                label=[],
+                tid=[],
+                rank=[],
+                tempered=[],
+                final=[],
+                color=[],
+                hatch=[],
+                kept=[],
+                chosen=[],
+                tick=[],
+                top=[],
+                pct=[],
+            ),
+            name="sampling-bars",
+        )
+        fig = styled_figure(
+            style,
+            width,
+            height,
+            "",
+            x_range=Range1d(-0.5, 0.5),
+            y_range=Range1d(0, 1.05),
+            name="sampling-bars-figure",
+        )
+        fig.yaxis.axis_label = "probability"
+        fig.xaxis.major_label_orientation = np.pi / 3
+        self.ticker = FixedTicker(ticks=[])
+        fig.xaxis.ticker = self.ticker
+        fig.ygrid.visible = True
+        fig.ygrid.grid_line_color = style.muted
+        fig.ygrid.grid_line_alpha = 0.3
+        ghost = fig.vbar(
+            x="x",
+            top="tempered",
+            width=0.8,
+            source=self.source,
+            fill_color=style.masked,
+            fill_alpha=0.6,
+            line_color=style.muted,
+            hatch_pattern="hatch",
+            hatch_color=style.muted,
+            hatch_alpha=0.8,
+        )
+        solid = fig.vbar(
+            x="x", top="final", width=0.55, color="color", source=self.source, line_color=None
+        )
+        fig.text(
+            x="x",
+            y="top",
+            text="pct",
+            source=self.source,
+            text_align="center",
+            text_baseline="bottom",
+            text_font_size="17px" if style.classroom else "10px",
+            text_color=style.text,
+            y_offset=-2,
+        )
+        self.chosen = ColumnDataSource(data=dict(x=[], y=[]), name="sampling-chosen")
+        fig.scatter(
+            "x",
+            "y",
+            source=self.chosen,
+            marker="triangle",
+            size=22 if style.classroom else 14,
+            fill_color=style.accent,
+            line_color=style.text,
+        )
+        fig.add_tools(
+            HoverTool(
+                renderers=[ghost, solid],
+                tooltips=[
+                    ("token", "@label"),
+                    ("id", "@tid"),
+                    ("rank", "@rank"),
+                    ("after temperature", "@tempered{0.0000}"),
+                    ("after top-k/top-p", "@final{0.0000}"),
+                ],
+            )
+        )
+        self.figure = fig
+
+    def update(self, rows: dict, title: str) -> None:
+        n = len(rows["x"])
+        heights = [max(a, b) for a, b in zip(rows["tempered"], rows["final"], strict=True)]
+        rows = dict(
+            rows,
+            top=heights,
+            pct=[_percent(p) for p in rows["final"]],
+        )
+        # a "nice" scale that fits the tallest bar, so a flat distribution stays readable;
+        # it moves in steps (1, 0.5, 0.2, 0.1, ...) rather than with every slider tick
+        # (15% headroom above it for the percentages)
+        self.figure.y_range.update(start=0, end=1.15 * nice_ceiling(max(heights, default=1)))
+        ticks = thinned_ticks(n, self.style.bars[0] - 80, self.style.px_per_label)
+        # update the existing ticker: a new model created inside a browser event's callback
+        # fails with "_pending_writes should be non-None" (Bokeh's document lock)
+        self.ticker.ticks = ticks
+        self.figure.xaxis.major_label_overrides = {i: rows["tick"][i] for i in ticks}
+        self.chosen.data = dict(
+            x=[x for x, c in zip(rows["x"], rows["chosen"], strict=True) if c],
+            y=[0.0] * sum(rows["chosen"]),
+        )
+        self.figure.x_range.update(start=-0.5, end=n - 0.5)
+        self.figure.title.text = title
+        self.source.data = rows
+
+
+class TemperatureCurves:
+    """Probabilities of the top tokens over temperature, and the entropy with the effective
+    number of choices on a second (log) axis that reads the same curve: log e^H = H."""
+
+    def __init__(self, style: PlotStyle):
+        self.style = style
+        width, height = style.bars
+        colors = LINE_COLORS_DARK if style.classroom else LINE_COLORS
+        self.lines = [
+            ColumnDataSource(data=dict(x=[], y=[]), name=f"sampling-curve-{i}")
+            for i in range(CURVE_TOKENS)
+        ]
+        self.marker = ColumnDataSource(data=dict(x=[], y=[], color=[]), name="sampling-marker")
+        self.h_line = ColumnDataSource(data=dict(x=[], y=[]), name="sampling-entropy")
+        self.h_plain = ColumnDataSource(data=dict(x=[], y=[]), name="sampling-entropy-plain")
+        self.h_marker = ColumnDataSource(data=dict(x=[], y=[]), name="sampling-entropy-marker")
+        lw = 4 if style.classroom else 2
+        size = 16 if style.classroom else 9
+
+        p = styled_figure(
+            style,
+            width,
+            height,
+            "Probability of the top tokens as T changes",
+            x_range=Range1d(0, SLIDER_MAX),
+            y_range=Range1d(0, 1.02),
+            name="sampling-curves",
+        )
+        p.xaxis.axis_label = "temperature T"
+        p.yaxis.axis_label = "probability"
+        renderers = [
+            p.line("x", "y", source=src, line_color=c, line_width=lw)
+            for src, c in zip(self.lines, colors, strict=True)
+        ]
+        self.legend = Legend(
+            items=[LegendItem(label=value(""), renderers=[r]) for r in renderers],
+            label_text_font_size=style.tick,
+            label_text_color=style.text,
+            background_fill_color=style.background,
+            background_fill_alpha=0.7,
+            border_line_color=None,
+        )
+        p.add_layout(self.legend, "right")
+        p.scatter(
+            "x",
+            "y",
+            source=self.marker,
+            size=size,
+            fill_color="color",
+            line_color=style.text,
+            line_width=2,
+        )
+        self.span = Span(
+            location=1.0,
+            dimension="height",
+            line_color=style.accent,
+            line_width=lw,
+            line_dash="dashed",
+        )
+        p.add_layout(self.span)
+
+        h = styled_figure(
+            style,
+            width,
+            height,
+            "Uncertainty: entropy and effective number of choices",
+            x_range=p.x_range,
+            y_range=Range1d(0, 1),
+            name="sampling-entropy-figure",
+        )
+        h.xaxis.axis_label = "temperature T"
+        h.yaxis.axis_label = "entropy H (nats)"
+        h.extra_y_ranges = {"choices": Range1d(1, np.e)}
+        h.extra_y_scales = {"choices": LogScale()}
+        right = LogAxis(y_range_name="choices", axis_label="effective choices e^H")
+        for axis in (right,):
+            axis.major_label_text_font_size = style.tick
+            axis.axis_label_text_font_size = style.label
+            axis.axis_label_text_font_style = "normal"
+            axis.major_label_text_color = style.text
+            axis.axis_label_text_color = style.text
+            axis.axis_line_color = style.muted
+            axis.major_tick_line_color = style.muted
+            axis.minor_tick_line_color = None
+        h.add_layout(right, "right")
+        h.line(
+            "x", "y", source=self.h_plain, line_color=style.muted, line_width=lw, line_dash="dotted"
+        )
+        h.line("x", "y", source=self.h_line, line_color=colors[0], line_width=lw)
+        h.scatter(
+            "x",
+            "y",
+            source=self.h_marker,
+            size=size,
+            fill_color=style.accent,
+            line_color=style.text,
+            line_width=2,
+        )
+        self.h_span = Span(
+            location=1.0,
+            dimension="height",
+            line_color=style.accent,
+            line_width=lw,
+            line_dash="dashed",
+        )
+        h.add_layout(self.h_span)
+        self.figure, self.entropy_figure = p, h
+
+    def update(self, curves: S.Curves, labels: list[str], plain: S.Curves | None) -> None:
+        x = curves.temperatures.tolist()
+        for i, src in enumerate(self.lines):
+            if i < curves.probs.shape[1]:
+                src.data = dict(x=x, y=curves.probs[:, i].tolist())
+                self.legend.items[i].label = value(labels[i])
+                self.legend.items[i].visible = True
+            else:
+                src.data = dict(x=[], y=[])
+                self.legend.items[i].visible = False
+        self.h_line.data = dict(x=x, y=curves.entropy.tolist())
+        self.h_plain.data = (
+            dict(x=x, y=plain.entropy.tolist()) if plain is not None else dict(x=[], y=[])
+        )
+        top = max(float(curves.entropy.max()), 0.0)
+        if plain is not None:
+            top = max(top, float(plain.entropy.max()))
+        top = max(top * 1.08, 0.5)
+        self.entropy_figure.y_range.update(start=0, end=top)
+        self.entropy_figure.extra_y_ranges["choices"].update(start=1.0, end=float(np.exp(top)))
+
+    def mark(self, temperature: float, probs: list[float], h: float) -> None:
+        colors = LINE_COLORS_DARK if self.style.classroom else LINE_COLORS
+        shown = min(temperature, SLIDER_MAX)
+        self.span.location = self.h_span.location = shown
+        self.marker.data = dict(
+            x=[shown] * len(probs), y=list(probs), color=list(colors[: len(probs)])
+        )
+        self.h_marker.data = dict(x=[shown], y=[h])
+
+
+class SamplingLesson(LessonView):
+    """Temperature, top-k, top-p and sampling for the selected position's next token."""
+
+    top_k = param.Integer(default=None, allow_None=True, bounds=(1, None), doc="None: off.")
+    top_p = param.Number(default=1.0, bounds=(0.0, 1.0), inclusive_bounds=(False, True))
+    top_n = param.Integer(default=12, bounds=(2, 40), doc="Bars shown.")
+    seed = param.Integer(default=0, doc="Seed of the sampler.")
+    n_generate = param.Integer(default=5, bounds=(1, 50), doc="Tokens per 'generate'.")
+    steps = param.List(default=[], doc="The tokens sampled so far (dicts).")
+    errors = param.Dict(default={}, doc="Bad input, per control.")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        s, style = self.state, self.style
+        self._generating = False
+        self._syncing = False
+        self._applying = False
+        self.bars = NextTokenBars(style)
+        self.curves = TemperatureCurves(style)
+        width = 300 if style.classroom else 220
+        self.slider = pn.widgets.FloatSlider(
+            css_classes=["temperature-slider"],
+            label="Temperature T",
+            start=0.0,
+            end=SLIDER_MAX,
+            step=0.05,
+            value=min(s.temperature, SLIDER_MAX),
+            width=width + 80,
+            tooltips=False,  # the label shows the value; a tooltip would cover it
+        )
+        self.t_input = pn.widgets.TextInput(
+            css_classes=["temperature-input"],
+            label="…or type T",
+            value=f"{s.temperature:g}",
+            width=width // 2 + 20,
+        )
+        self.k_input = pn.widgets.TextInput(
+            css_classes=["top-k-input"],
+            label="top-k",
+            value="",
+            placeholder="off (blank)",
+            width=width // 2 + 40,
+        )
+        self.p_input = pn.widgets.TextInput(
+            css_classes=["top-p-input"],
+            label="top-p",
+            value="1",
+            placeholder="1 = off",
+            width=width // 2 + 40,
+        )
+        self.presets = pn.widgets.RadioButtonGroup(
+            options=list(S.PRESETS) + ["Custom"],
+            value=self._matching_preset(),
+            color="primary",
+            variant="outline",
+        )
+        self.seed_input = pn.widgets.IntInput(
+            css_classes=["seed-input"], label="Seed", value=self.seed, width=width // 2
+        )
+        self.n_input = pn.widgets.IntInput(
+            css_classes=["n-input"],
+            label="N tokens",
+            value=self.n_generate,
+            start=1,
+            end=50,
+            width=width // 2,
+        )
+        self.sample_button = pn.widgets.Button(
+            label="Sample next token", color="primary", css_classes=["sample-next"]
+        )
+        self.generate_button = pn.widgets.Button(
+            label="Generate N tokens",
+            color="primary",
+            variant="outline",
+            css_classes=["generate-n"],
+        )
+        self.clear_button = pn.widgets.Button(label="Clear the list", color="light")
+        self.message = text_pane("", "message", "error", visible=False)
+        self.summary = text_pane("", "explain", "sampling-summary")
+        self.preset_text = text_pane(
+            "", "explain", "preset-explain", width=700 if style.classroom else 480
+        )
+        self.step_table = text_pane("", "explain", "sampling-steps")
+
+        self.slider.param.watch(self._from_slider, "value")
+        self.t_input.param.watch(self._from_t_input, "value")
+        self.k_input.param.watch(self._from_k_input, "value")
+        self.p_input.param.watch(self._from_p_input, "value")
+        self.presets.param.watch(self._from_preset, "value")
+        self.seed_input.param.watch(lambda e: setattr(self, "seed", int(e.new or 0)), "value")
+        self.n_input.param.watch(self._from_n_input, "value")
+        self.sample_button.on_click(lambda _e: self.sample_next())
+        self.generate_button.on_click(lambda _e: self.generate())
+        self.clear_button.on_click(lambda _e: setattr(self, "steps", []))
+        s.param.watch(self._temperature_to_widgets, "temperature")
+        s.param.watch(self._text_edited, "text")
+
+        controls = pn.Row(
+            pn.Column(
+                self.slider,
+                pn.Row(self.t_input, self.k_input, self.p_input, margin=0),
+                text_pane(
+                    "<p class='hint'>Temperature divides the logits before the softmax (0: "
+                    "always the top token). <b>top-k</b> keeps the k most likely tokens; "
+                    "<b>top-p</b> keeps the most likely tokens until their probability adds up "
+                    "to p. They apply in this order, temperature → top-k → top-p, as in Hugging "
+                    "Face transformers; what is left is renormalised to sum to 1.</p>",
+                    "caption",
+                    width=width + 200,
+                ),
+                margin=0,
+            ),
+            labelled("Presets", pn.Column(self.presets, self.preset_text, margin=0)),
+            margin=0,
+            css_classes=["controls"],
+        )
+        generate = pn.Column(
+            text_pane("<h3>Generate</h3>", "detail", margin=(0, 10)),
+            pn.Row(self.seed_input, self.n_input, margin=0),
+            pn.Row(self.sample_button, self.generate_button, self.clear_button, margin=0),
+            text_pane(
+                "<p class='hint'>Samples the token after the <b>end</b> of the text with the "
+                "settings above, appends it and runs the model again. Step <i>i</i> draws with "
+                "seed (seed, <i>i</i>): the same seed, text and settings give the same tokens."
+                "</p>",
+                "caption",
+            ),
+            self.step_table,
+            width=700 if style.classroom else 480,
+            margin=0,
+            css_classes=["detail"],
+        )
+        self._layout = pn.Column(
+            controls,
+            self.message,
+            pn.FlexBox(
+                pn.Column(
+                    pn.pane.Bokeh(self.bars.figure, margin=(5, 5)),
+                    self.summary,
+                    width=style.bars[0] + 10,
+                    margin=0,
+                ),
+                pn.Column(
+                    pn.pane.Bokeh(self.curves.figure, margin=(5, 5)),
+                    pn.pane.Bokeh(self.curves.entropy_figure, margin=(5, 5)),
+                    margin=0,
+                ),
+                generate,
+                gap="10px",
+                sizing_mode="stretch_width",
+            ),
+            sizing_mode="stretch_width",
+            margin=0,
+        )
+        self._draw_curves()
+        self._draw()
+        self._show_steps()
+        self._show_preset()
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def _set_error(self, field: str, text: str) -> None:
+        errors = dict(self.errors)
+        if text:
+            errors[field] = text
+        else:
+            errors.pop(field, None)
+        self.errors = errors
+
+    @param.depends("errors", watch=True)
+    def _show_errors(self) -> None:
+        self.message.object = "<br>".join(html.escape(e) for e in self.errors.values())
+        self.message.visible = bool(self.errors)
+
+    def _from_slider(self, event) -> None:
+        if self._syncing:
+            return
+        self._set_error("temperature", "")
+        self.state.temperature = float(event.new)
+
+    def _from_t_input(self, event) -> None:
+        if self._syncing:
+            return
+        try:
+            t = S.parse_temperature(event.new, self.state.param.temperature.bounds[1])
+        except ValueError as err:
+            self._set_error(
+                "temperature",
+                f"{err}. Kept the last valid temperature, {self.state.temperature:g}.",
+            )
+            return
+        self._set_error("temperature", "")
+        self.state.temperature = t
+
+    def _temperature_to_widgets(self, event) -> None:
+        self._syncing = True
+        try:
+            self.slider.value = min(float(event.new), SLIDER_MAX)
+            if _parsed(S.parse_temperature, self.t_input.value) != event.new:
+                self.t_input.value = f"{event.new:g}"
+                self._set_error("temperature", "")
+        finally:
+            self._syncing = False
+
+    def _from_k_input(self, event) -> None:
+        if self._syncing:
+            return
+        try:
+            k = S.parse_top_k(event.new)
+        except ValueError as err:
+            self._set_error("top_k", f"{err}. Kept top-k = {_fmt_k(self.top_k)}.")
+            return
+        self._set_error("top_k", "")
+        self.top_k = k
+
+    def _from_p_input(self, event) -> None:
+        if self._syncing:
+            return
+        try:
+            p = S.parse_top_p(event.new)
+        except ValueError as err:
+            self._set_error("top_p", f"{err}. Kept top-p = {_fmt_p(self.top_p)}.")
+            return
+        self._set_error("top_p", "")
+        self.top_p = p
+
+    def _from_n_input(self, event) -> None:
+        if event.new is None or not 1 <= int(event.new) <= 50:
+            self._set_error("n", "N must be a whole number from 1 to 50.")
+            return
+        self._set_error("n", "")
+        self.n_generate = int(event.new)
+
+    @param.depends("top_k", "top_p", watch=True)
+    def _filters_to_widgets(self) -> None:
+        """Programmatic changes (presets, tests) show up in the boxes, replacing bad input."""
+        self._syncing = True
+        try:
+            if _parsed(S.parse_top_k, self.k_input.value) != self.top_k:
+                self.k_input.value = "" if self.top_k is None else str(self.top_k)
+                self._set_error("top_k", "")
+            if _parsed(S.parse_top_p, self.p_input.value) != self.top_p:
+                self.p_input.value = _fmt_p(self.top_p)
+                self._set_error("top_p", "")
+        finally:
+            self._syncing = False
+
+    def apply_preset(self, name: str) -> None:
+        """Set temperature, top-k and top-p to a preset's values (bad input forgotten)."""
+        preset = S.PRESETS[name]
+        self.errors = {}
+        # one update of the preset buttons at the end: an intermediate "Custom" sent while
+        # the browser's own click is processed would stay on screen
+        self._applying = True
+        try:
+            self.param.update(top_k=preset.top_k, top_p=preset.top_p)
+            self.state.temperature = preset.temperature
+        finally:
+            self._applying = False
+        self._show_preset()
+
+    def _from_preset(self, event) -> None:
+        if self._syncing or event.new not in S.PRESETS:
+            return
+        self.apply_preset(event.new)
+
+    def _matching_preset(self) -> str:
+        for name, p in S.PRESETS.items():
+            if (p.temperature, p.top_k, p.top_p) == (
+                self.state.temperature,
+                self.top_k,
+                self.top_p,
+            ):
+                return name
+        return "Custom"
+
+    @param.depends("state.temperature", "top_k", "top_p", watch=True)
+    def _show_preset(self) -> None:
+        if self._applying:
+            return
+        name = self._matching_preset()
+        self._syncing = True
+        try:
+            self.presets.value = name
+        finally:
+            self._syncing = False
+        if name in S.PRESETS:
+            self.preset_text.object = (
+                f"<p><b>{name}</b>: {html.escape(S.PRESETS[name].explain)}</p>"
+            )
+        else:
+            s = self.state
+            self.preset_text.object = (
+                f"<p>Custom: T = {s.temperature:g}, top-k {_fmt_k(self.top_k)}, "
+                f"top-p {_fmt_p(self.top_p)}. Pick a preset to see a common setting explained."
+                "</p>"
+            )
+
+    # -- drawing ----------------------------------------------------------------------------------
+    def _labels(self) -> tuple[str, ...]:
+        s = self.state
+        logits = s.forward.logits
+        return _vocabulary(s.engine.tokenizer(s.model), logits.shape[-1])
+
+    def _row(self) -> np.ndarray:
+        s = self.state
+        q = min(s.query, s.forward.logits.shape[0] - 1)
+        return s.forward.logits[q]
+
+    def chosen(self) -> int | None:
+        """The token that follows the selected position in the text (None at the end)."""
+        s = self.state
+        return s.ids[s.query + 1] if s.query + 1 < len(s.ids) else None
+
+    def distribution(self) -> S.Distribution:
+        return S.distribution(self._row(), self.state.temperature, self.top_k, self.top_p)
+
+    @param.depends(
+        "state.forward", "state.query", "state.temperature", "top_k", "top_p", "top_n", watch=True
+    )
+    @_held
+    def _draw(self) -> None:
+        s = self.state
+        if s.forward is None:
+            return
+        d = self.distribution()
+        vocab = self._labels()
+        chosen = self.chosen()
+        ids = list(d.order[: self.top_n])
+        if chosen is not None and chosen not in ids:
+            ids.append(int(chosen))
+        kept_color = "#6fa8dc" if self.style.classroom else "#4c78a8"
+        rows = dict(
+            x=list(range(len(ids))),
+            label=[vocab[i] for i in ids],
+            tick=[vocab[i] if d.rank[i] <= self.top_n else f"{vocab[i]} #{d.rank[i]}" for i in ids],
+            tid=[int(i) for i in ids],
+            rank=[int(d.rank[i]) for i in ids],
+            tempered=[float(d.tempered[i]) for i in ids],
+            final=[float(d.final[i]) for i in ids],
+            color=[
+                self.style.accent
+                if i == chosen
+                else (kept_color if d.kept[i] else self.style.masked)
+                for i in ids
+            ],
+            hatch=[" " if d.kept[i] else "/" for i in ids],
+            kept=[bool(d.kept[i]) for i in ids],
+            chosen=[bool(i == chosen) for i in ids],
+        )
+        q = min(s.query, len(s.tokens) - 1)
+        self.bars.update(
+            rows, f"After {q}: {s.tokens[q]!s:.24}  →  next token (T = {s.temperature:g})"
+        )
+        self._summary(d, vocab, chosen)
+        # the curves' tokens are d.order[:5] too (whichever of _draw/_draw_curves runs first)
+        probs = [float(d.final[i]) for i in d.order[:CURVE_TOKENS]]
+        self.curves.mark(s.temperature, probs, d.entropy)
+
+    @param.depends("state.forward", "state.query", "top_k", "top_p", watch=True)
+    @_held
+    def _draw_curves(self) -> None:
+        s = self.state
+        if s.forward is None:
+            return
+        row = self._row()
+        c = S.temperature_curves(row, CURVE_TEMPERATURES, CURVE_TOKENS, self.top_k, self.top_p)
+        plain = None
+        if self.top_k is not None or self.top_p < 1.0:
+            plain = S.temperature_curves(row, CURVE_TEMPERATURES, 1)
+        vocab = self._labels()
+        self.curves.update(c, [vocab[i] for i in c.ids], plain)
+
+    def _summary(self, d: S.Distribution, vocab, chosen: int | None) -> None:
+        v = d.final.size
+        cut = (
+            f"top-k {_fmt_k(d.top_k)} and top-p {_fmt_p(d.top_p)} keep <b class='num'>"
+            f"{d.n_kept}</b> of {v} tokens, which held <b class='num'>"
+            f"{100 * d.tempered[d.kept].sum():.1f}%</b> of the probability before "
+            "renormalising (grey, hatched: cut away)."
+        )
+        if chosen is None:
+            nxt = (
+                "<p>This is the end of the text: press <b>Sample next token</b> to choose one.</p>"
+            )
+        else:
+            tok = html.escape(vocab[chosen])
+            never = "" if d.kept[chosen] else " (cut away: these settings can never pick it)"
+            nxt = (
+                f"<p>The text continues with <b class='tok'>{tok}</b> (orange): rank "
+                f"<b class='num'>{int(d.rank[chosen])}</b>, probability "
+                f"<b class='num'>{_prob(d.final[chosen])}</b> with these settings{never}; "
+                f"<b class='num'>{_prob(d.tempered[chosen])}</b> after temperature alone.</p>"
+            )
+        greedy = "" if d.temperature > 0 else " T = 0 is greedy: the top token gets it all."
+        if d.temperature > SLIDER_MAX:
+            greedy = (
+                f" T = {d.temperature:g} is past the slider and the curves (they stop at "
+                f"{SLIDER_MAX:g}; the markers wait at the edge)."
+            )
+        self.summary.object = (
+            f"<p>Entropy <b class='num'>{d.entropy:.3f}</b> nats · effective number of choices "
+            f"e<sup>H</sup> = <b class='num'>{d.perplexity:.2f}</b>.{greedy}</p>"
+            f"<p>{cut}</p>{nxt}"
+            "<p class='hint'>Pale bars: after temperature; solid: what is sampled from. "
+            "Changing T, top-k or top-p reuses the model's cached logits.</p>"
+        )
+
+    # -- generation -------------------------------------------------------------------------------
+    def _text_edited(self, _event) -> None:
+        if not self._generating and self.steps:
+            self.steps = []  # a list of steps only describes the text it produced
+
+    def sample_next(self) -> dict | None:
+        """Sample one token after the end of the text, append it, re-run the model. Returns
+        the step, or None (with a message) when there is nothing to sample from."""
+        s = self.state
+        if s.forward is None:
+            self._set_error("generate", "Type some text first.")
+            return None
+        block = int(s.config.get("block_size", 0))
+        if len(s.ids) >= block or s.forward.logits.shape[0] < len(s.ids):
+            self._set_error(
+                "generate",
+                f"The text already fills the model's context of {block} tokens: shorten it "
+                "to generate more.",
+            )
+            return None
+        self._set_error("generate", "")
+        index = len(self.steps)
+        logits = s.forward.logits[len(s.ids) - 1]
+        step = S.sample_step(
+            logits, s.temperature, self.top_k, self.top_p, S.step_rng(self.seed, index)
+        )
+        tokenizer = s.engine.tokenizer(s.model)
+        raw = tokenizer.token_bytes(step.token_id)
+        before = list(s.ids)
+        position = len(before) - 1
+        self._generating = True
+        try:
+            s.text = s.text + raw.decode("utf-8", errors="replace")
+        finally:
+            self._generating = False
+        record = dict(
+            step=index + 1,
+            token_id=step.token_id,
+            token=readable(raw),
+            prob=step.prob,
+            rank=step.rank,
+            temperature=s.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            retokenised=list(s.ids) != before + [step.token_id],
+        )
+        self.steps = [*self.steps, record]
+        if s.status == "ok":
+            s.query = min(position, len(s.ids) - 1)
+        return record
+
+    def generate(self, n: int | None = None) -> list[dict]:
+        """Sample ``n`` (default: the N box) tokens one after another."""
+        out = []
+        for _ in range(self.n_generate if n is None else n):
+            step = self.sample_next()
+            if step is None:
+                break
+            out.append(step)
+        return out
+
+    @param.depends("steps", watch=True)
+    def _show_steps(self) -> None:
+        if not self.steps:
+            self.step_table.object = "<p class='hint'>No tokens sampled yet.</p>"
+            return
+        rows = "".join(
+            f"<tr><td class='num'>{r['step']}</td>"
+            f"<td class='tok'>{html.escape(r['token'])}{'*' if r['retokenised'] else ''}</td>"
+            f"<td class='num'>{_prob(r['prob'])}</td><td class='num'>{r['rank']}</td>"
+            f"<td class='num'>{r['temperature']:g} / {_fmt_k(r['top_k'])} / "
+            f"{_fmt_p(r['top_p'])}</td></tr>"
+            for r in self.steps
+        )
+        note = ""
+        if any(r["retokenised"] for r in self.steps):
+            note = (
+                "<p class='hint'>* The tokenizer reads the longer text with different tokens "
+                "than the ones sampled (BPE merges across the join).</p>"
+            )
+        self.step_table.object = (
+            "<table class='top sampling-steps'><tr><th>#</th><th>token</th><th>p</th>"
+            "<th>rank</th><th>T / k / p</th></tr>"
+            f"{rows}</table>{note}"
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._layout
+
+
+_BAD = object()
+
+
+def _parsed(parse, text):
+    """``parse(text)``, or a marker that equals nothing when the text is not valid."""
+    try:
+        return parse(text)
+    except ValueError:
+        return _BAD
