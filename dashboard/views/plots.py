@@ -110,16 +110,39 @@ def styled_figure(style: PlotStyle, width: int, height: int, title: str, **kw) -
     fig.title.text_font_size = style.title
     fig.title.text_color = style.text
     for axis in (*fig.xaxis, *fig.yaxis):
-        axis.major_label_text_font_size = style.tick
-        axis.axis_label_text_font_size = style.label
-        axis.axis_label_text_font_style = "normal"
-        axis.major_label_text_color = style.text
-        axis.axis_label_text_color = style.text
-        axis.axis_line_color = style.muted
-        axis.major_tick_line_color = style.muted
-        axis.minor_tick_line_color = None
+        style_axis(axis, style)
     fig.grid.visible = False
     return fig
+
+
+def style_axis(axis, style: PlotStyle) -> None:
+    """Fonts and colours of one axis, for figures and for axes added later (e.g. a right axis)."""
+    axis.major_label_text_font_size = style.tick
+    axis.axis_label_text_font_size = style.label
+    axis.axis_label_text_font_style = "normal"
+    axis.major_label_text_color = style.text
+    axis.axis_label_text_color = style.text
+    axis.axis_line_color = style.muted
+    axis.major_tick_line_color = style.muted
+    axis.minor_tick_line_color = None
+
+
+def image_with_outline(fig, source, mapper, selection, style: PlotStyle, line_width: int):
+    """One image glyph for a whole matrix, and an outline rectangle marking the selection."""
+    glyph = fig.image(
+        image="image", x="x", y="y", dw="dw", dh="dh", source=source, color_mapper=mapper
+    )
+    fig.rect(
+        x="x",
+        y="y",
+        width="w",
+        height="h",
+        source=selection,
+        fill_alpha=0,
+        line_color=style.accent,
+        line_width=line_width,
+    )
+    return glyph
 
 
 def _label_hover(labels: ColumnDataSource) -> CustomJSHover:
@@ -193,24 +216,8 @@ class MatrixPlot:
         fig.xaxis.axis_label = "key (attended to)"
         fig.yaxis.axis_label = "query (attending)"
         fig.xaxis.major_label_orientation = np.pi / 2
-        self.glyph = fig.image(
-            image="image",
-            x="x",
-            y="y",
-            dw="dw",
-            dh="dh",
-            source=self.source,
-            color_mapper=self.mapper,
-        )
-        fig.rect(
-            x="x",
-            y="y",
-            width="w",
-            height="h",
-            source=self.selection,
-            fill_alpha=0,
-            line_color=style.accent,
-            line_width=4 if style.classroom else 2,
+        self.glyph = image_with_outline(
+            fig, self.source, self.mapper, self.selection, style, 4 if style.classroom else 2
         )
         label_fmt = _label_hover(self.labels)
         hover = HoverTool(
@@ -322,24 +329,8 @@ class HeadGrid:
         fig.yaxis.axis_label = "layer"
         fig.xaxis.major_tick_line_color = None
         fig.yaxis.major_tick_line_color = None
-        self.glyph = fig.image(
-            image="image",
-            x="x",
-            y="y",
-            dw="dw",
-            dh="dh",
-            source=self.source,
-            color_mapper=self.mapper,
-        )
-        fig.rect(
-            x="x",
-            y="y",
-            width="w",
-            height="h",
-            source=self.selection,
-            fill_alpha=0,
-            line_color=style.accent,
-            line_width=5 if style.classroom else 3,
+        self.glyph = image_with_outline(
+            fig, self.source, self.mapper, self.selection, style, 5 if style.classroom else 3
         )
         tile = """
         const T = meta.data["T"][0], g = meta.data["gap"][0];

@@ -33,7 +33,7 @@ from bokeh.models import (
 )
 
 from dashboard.lessons import sampling as S
-from dashboard.views.plots import PlotStyle, styled_figure, thinned_ticks
+from dashboard.views.plots import PlotStyle, style_axis, styled_figure, thinned_ticks
 from dashboard.views.registry import LessonView
 from dashboard.views.widgets import labelled, text_pane
 from models.bpe import Tokenizer, readable
@@ -293,15 +293,7 @@ class TemperatureCurves:
         h.extra_y_ranges = {"choices": Range1d(1, np.e)}
         h.extra_y_scales = {"choices": LogScale()}
         right = LogAxis(y_range_name="choices", axis_label="effective choices e^H")
-        for axis in (right,):
-            axis.major_label_text_font_size = style.tick
-            axis.axis_label_text_font_size = style.label
-            axis.axis_label_text_font_style = "normal"
-            axis.major_label_text_color = style.text
-            axis.axis_label_text_color = style.text
-            axis.axis_line_color = style.muted
-            axis.major_tick_line_color = style.muted
-            axis.minor_tick_line_color = None
+        style_axis(right, style)
         h.add_layout(right, "right")
         h.line(
             "x", "y", source=self.h_plain, line_color=style.muted, line_width=lw, line_dash="dotted"
