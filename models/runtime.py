@@ -66,10 +66,16 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def resolve_providers(request: str, available: list[str] | None = None) -> tuple[list[str], str]:
-    """Providers to ask ONNX Runtime for, and a notice when the request cannot be honoured."""
+def check_provider(request: str) -> str:
+    """``request`` if it is one of PROVIDERS, else an EngineError saying which are."""
     if request not in PROVIDERS:
         raise EngineError(f"unknown provider {request!r}; choose one of {', '.join(PROVIDERS)}")
+    return request
+
+
+def resolve_providers(request: str, available: list[str] | None = None) -> tuple[list[str], str]:
+    """Providers to ask ONNX Runtime for, and a notice when the request cannot be honoured."""
+    check_provider(request)
     available = available_providers() if available is None else available
     if request == "cpu":
         return [_CPU], ""
@@ -128,10 +134,8 @@ class Engine:
         threads: int = 2,
         cache_size: int = 256,
     ):
-        if provider not in PROVIDERS:
-            raise EngineError(f"unknown provider {provider!r}; choose one of {PROVIDERS}")
         self.static_dir = Path(static_dir)
-        self.provider_request = provider
+        self.provider_request = check_provider(provider)
         self.threads = threads
         self.manifest = load_manifest(self.static_dir)
         self._entries = {m["name"]: m for m in self.manifest["models"]}

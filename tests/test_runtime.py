@@ -54,6 +54,11 @@ def test_unknown_provider_is_refused():
         resolve_providers("tpu", [])
 
 
+def test_engine_refuses_unknown_provider(quick_build):
+    with pytest.raises(EngineError, match="unknown provider 'tpu'; choose one of auto, cpu, cuda"):
+        Engine(quick_build, provider="tpu")
+
+
 def test_reports_the_provider_that_runs(quick_build):
     e = Engine(quick_build, provider="cuda")
     name = e.default_model
