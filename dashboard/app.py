@@ -19,7 +19,7 @@ from dashboard.state import ENV_CLASSROOM, URL_KEYS, AnatomyState, env_flag
 from dashboard.views import LESSONS
 from dashboard.views.components import KeyboardNav, TokenChips
 from dashboard.views.registry import LessonView
-from dashboard.views.widgets import css, labelled, text_pane, two_way
+from dashboard.views.widgets import choice_group, css, labelled, text_pane, two_way
 
 TITLE = "Transformer Anatomy"
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
@@ -74,15 +74,13 @@ class Shell(pn.viewable.Viewer):
             sizing_mode="stretch_width",
         )
         two_way(self.model, s, "model")
-        self.nav = pn.widgets.RadioButtonGroup(
-            options={lesson.title: name for name, lesson in LESSONS.items()},
-            value=s.lesson,
+        self.nav = choice_group(
+            s,
+            "lesson",
+            {lesson.title: name for name, lesson in LESSONS.items()},
             orientation="vertical",
-            button_type="primary",
-            button_style="outline",
             sizing_mode="stretch_width",
         )
-        two_way(self.nav, s, "lesson")
         self.chips = TokenChips(tokens=s.tokens, ids=s.ids, selected=s.query, margin=(5, 10))
         two_way(self.chips, s, "query", prop="selected")
         self.header_info = text_pane("", "header-info", margin=(0, 20), align="center")

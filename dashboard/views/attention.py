@@ -16,7 +16,7 @@ from dashboard.lessons.attention import head_stage, query_detail
 from dashboard.state import STAGES
 from dashboard.views.plots import BarPlot, HeadGrid, MatrixPlot
 from dashboard.views.registry import LessonView
-from dashboard.views.widgets import head_controls, labelled, text_pane, two_way
+from dashboard.views.widgets import choice_group, head_controls, labelled, text_pane
 
 
 class AttentionLesson(LessonView):
@@ -33,13 +33,7 @@ class AttentionLesson(LessonView):
         self._bars = BarPlot(style)
         self._pair = text_pane("", "pair")
         self._top = text_pane("", "top-attended")
-        stage = pn.widgets.RadioButtonGroup(
-            options={label: key for key, label in STAGES.items()},
-            value=s.stage,
-            button_type="primary",
-            button_style="outline",
-        )
-        two_way(stage, s, "stage")
+        stage = choice_group(s, "stage", {label: key for key, label in STAGES.items()})
         self._controls = pn.Row(head_controls(s), labelled("Stage", stage), margin=0)
         self._layout = pn.FlexBox(
             pn.Column(

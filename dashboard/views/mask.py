@@ -14,7 +14,7 @@ from dashboard.lessons.attention import fill_comparison, restage, variant_mask
 from dashboard.state import FILLS
 from dashboard.views.plots import MatrixPlot
 from dashboard.views.registry import LESSONS, LessonView
-from dashboard.views.widgets import head_controls, labelled, text_pane, two_way
+from dashboard.views.widgets import choice_group, head_controls, labelled, text_pane, two_way
 
 MASK_TITLES = {
     "causal": "Causal (GPT)",
@@ -48,20 +48,8 @@ class MaskLesson(LessonView):
         self._probs = MatrixPlot(style, style.small, kind="probs", name="mask-probs")
         for plot in (self._mask, self._scores, self._masked, self._probs):
             plot.on_tap(lambda q, k: s.param.update(query=q, key=k))
-        kind = pn.widgets.RadioButtonGroup(
-            options={title: key for key, title in MASK_TITLES.items()},
-            value=s.mask,
-            button_type="primary",
-            button_style="outline",
-        )
-        two_way(kind, s, "mask")
-        fill = pn.widgets.RadioButtonGroup(
-            options={"−∞": "-inf", "−10⁹": "-1e9"},
-            value=s.fill,
-            button_type="primary",
-            button_style="outline",
-        )
-        two_way(fill, s, "fill")
+        kind = choice_group(s, "mask", {title: key for key, title in MASK_TITLES.items()})
+        fill = choice_group(s, "fill", {"−∞": "-inf", "−10⁹": "-1e9"})
         self._window = two_way(
             pn.widgets.IntSlider(name="Window w", start=1, end=8, value=s.window, width=220),
             s,

@@ -42,6 +42,21 @@ def two_way(widget: pn.widgets.Widget, state: AnatomyState, name: str, prop: str
     return widget
 
 
+def choice_group(
+    state: AnatomyState, name: str, options: dict, **params
+) -> pn.widgets.RadioButtonGroup:
+    """Outlined buttons choosing ``state.<name>`` among ``options`` (label -> value), linked
+    both ways."""
+    group = pn.widgets.RadioButtonGroup(
+        options=options,
+        value=getattr(state, name),
+        button_type="primary",
+        button_style="outline",
+        **params,
+    )
+    return two_way(group, state, name)
+
+
 def labelled(label: str, widget: pn.viewable.Viewable, css_class: str = "control") -> pn.Column:
     """A widget with a caption above it (button groups have no title of their own)."""
     return pn.Column(
@@ -58,10 +73,7 @@ def index_group(state: AnatomyState, name: str, count_key: str) -> pn.widgets.Ra
     def options() -> dict[str, int]:
         return {str(i): i for i in range(int(state.config.get(count_key, 1)))}
 
-    group = pn.widgets.RadioButtonGroup(
-        options=options(), value=getattr(state, name), button_type="primary", button_style="outline"
-    )
-    two_way(group, state, name)
+    group = choice_group(state, name, options())
 
     def refresh(_event=None) -> None:
         group.param.update(options=options(), value=getattr(state, name))
