@@ -528,19 +528,27 @@ class SamplingLesson(LessonView):
         self._set_error("temperature", "")
         self.state.temperature = float(event.new)
 
-    def _from_t_input(self, event) -> None:
+    def _typed(self, field: str, parse, text, kept: str, apply) -> None:
+        """Typed input: ``apply(parse(text))``, or show the parse error with ``kept`` (what
+        stays in force) and change nothing."""
         if self._syncing:
             return
         try:
-            t = S.parse_temperature(event.new, self.state.param.temperature.bounds[1])
+            value = parse(text)
         except ValueError as err:
-            self._set_error(
-                "temperature",
-                f"{err}. Kept the last valid temperature, {self.state.temperature:g}.",
-            )
+            self._set_error(field, f"{err}. {kept}")
             return
-        self._set_error("temperature", "")
-        self.state.temperature = t
+        self._set_error(field, "")
+        apply(value)
+
+    def _from_t_input(self, event) -> None:
+        self._typed(
+            "temperature",
+            lambda text: S.parse_temperature(text, self.state.param.temperature.bounds[1]),
+            event.new,
+            f"Kept the last valid temperature, {self.state.temperature:g}.",
+            lambda t: setattr(self.state, "temperature", t),
+        )
 
     def _temperature_to_widgets(self, event) -> None:
         self._syncing = True
@@ -553,26 +561,22 @@ class SamplingLesson(LessonView):
             self._syncing = False
 
     def _from_k_input(self, event) -> None:
-        if self._syncing:
-            return
-        try:
-            k = S.parse_top_k(event.new)
-        except ValueError as err:
-            self._set_error("top_k", f"{err}. Kept top-k = {_fmt_k(self.top_k)}.")
-            return
-        self._set_error("top_k", "")
-        self.top_k = k
+        self._typed(
+            "top_k",
+            S.parse_top_k,
+            event.new,
+            f"Kept top-k = {_fmt_k(self.top_k)}.",
+            lambda k: setattr(self, "top_k", k),
+        )
 
     def _from_p_input(self, event) -> None:
-        if self._syncing:
-            return
-        try:
-            p = S.parse_top_p(event.new)
-        except ValueError as err:
-            self._set_error("top_p", f"{err}. Kept top-p = {_fmt_p(self.top_p)}.")
-            return
-        self._set_error("top_p", "")
-        self.top_p = p
+        self._typed(
+            "top_p",
+            S.parse_top_p,
+            event.new,
+            f"Kept top-p = {_fmt_p(self.top_p)}.",
+            lambda p: setattr(self, "top_p", p),
+        )
 
     def _from_n_input(self, event) -> None:
         if event.new is None or not 1 <= int(event.new) <= 50:
