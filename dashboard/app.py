@@ -119,16 +119,22 @@ class Shell(pn.viewable.Viewer):
         self.header_info.object = self._header()
 
     def _header(self) -> str:
+        """The model, the provider that actually ran it and the last forward pass's time.
+        Classroom mode says the same in fewer words, so it fits a projector's width."""
         s, f = self.state, self.state.forward
         if s.model is None:
             return "no model loaded"
-        parts = [f"model <b>{html.escape(s.model)}</b>"]
+        short = s.classroom
+        parts = [f"{'' if short else 'model '}<b>{html.escape(s.model)}</b>"]
         if s.provider:
-            parts.append(f"provider <b>{html.escape(s.provider)}</b>")
+            name = html.escape(s.provider)
+            if short:
+                parts.append(f"<b>{name.removesuffix('ExecutionProvider')}</b> provider")
+            else:
+                parts.append(f"provider <b>{name}</b>")
         if f is not None:
-            parts.append(
-                f"last forward pass <b>{1000 * f.seconds:.1f} ms</b> ({len(f.ids)} tokens)"
-            )
+            label = "forward" if short else "last forward pass"
+            parts.append(f"{label} <b>{1000 * f.seconds:.1f} ms</b> ({len(f.ids)} tokens)")
         return " · ".join(parts)
 
     @param.depends("state.lesson", watch=True)
