@@ -44,6 +44,8 @@ URL_KEYS: dict[str, str] = {
     "pad": "pad",
     "fill": "fill",
     "temperature": "temperature",
+    "top_k": "topk",
+    "top_p": "topp",
     "classroom": "classroom",
 }
 
@@ -109,6 +111,12 @@ class AnatomyState(param.Parameterized):
     pad = param.Integer(default=2, bounds=(0, None), doc="Padding tokens before the text.")
     fill = param.Selector(default="-inf", objects=list(FILLS), doc="Value for masked scores.")
     temperature = param.Number(default=1.0, bounds=(0.0, 10.0), doc="Sampling temperature.")
+    top_k = param.Integer(
+        default=None, allow_None=True, bounds=(1, None), doc="Keep the k likeliest (None: off)."
+    )
+    top_p = param.Number(
+        default=1.0, bounds=(0.0, 1.0), inclusive_bounds=(False, True), doc="Nucleus (1: off)."
+    )
     classroom = param.Boolean(default=False, doc="Dark, large, projector-friendly theme.")
 
     # -- derived from text and model (never in the URL) ------------------------------------------

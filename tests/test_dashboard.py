@@ -182,3 +182,39 @@ def test_app_never_imports_torch(quick_build):
         [sys.executable, "-c", code, str(quick_build)], cwd=ROOT, capture_output=True, text=True
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("classroom", [False, True])
+def test_header_shows_model_provider_and_time(engine, classroom):
+    from dashboard.app import Shell
+
+    state = make(engine, classroom=classroom)
+    shell = Shell(state=state)
+    header = shell.header_info.object
+    f = state.forward
+    assert state.model in header
+    # the provider the session really has, not the one asked for
+    provider = engine.provider(state.model)
+    assert (provider.removesuffix("ExecutionProvider") if classroom else provider) in header
+    assert f"{1000 * f.seconds:.1f} ms" in header and f"({len(f.ids)} tokens)" in header
+    state.text = "A shorter text."  # a new forward pass: the header follows it
+    assert f"({len(state.forward.ids)} tokens)" in shell.header_info.object
+    assert len(state.forward.ids) != len(f.ids)
+
+
+def test_top_k_and_top_p_travel_in_the_url(engine):
+    from panel.io.location import Location
+
+    s = make(engine)
+    loc = Location(search="?topk=7&topp=0.9&temperature=0.5")
+    s.sync_url(loc)
+    assert (s.top_k, s.top_p, s.temperature) == (7, 0.9, 0.5)
+    s.top_k, s.top_p = None, 0.75  # back to the URL: top-k off again
+    s2 = make(engine)
+    s2.sync_url(Location(search=loc.search))
+    assert (s2.top_k, s2.top_p) == (None, 0.75)
+    # out-of-range values in a link are skipped with a notice, the rest applies
+    s3 = make(engine)
+    s3.sync_url(Location(search="?topk=0&topp=1.5&layer=1"))
+    assert (s3.top_k, s3.top_p, s3.layer) == (None, 1.0, 1)
+    assert "topk=0" in s3.notice and "topp=1.5" in s3.notice

@@ -747,3 +747,18 @@ def test_view_temperature_above_the_slider(lesson):
     x = state.forward.logits[state.query].astype(np.float64)
     bars = _bars(view)
     np.testing.assert_allclose(bars["final"], _torch_softmax(x, 7.0)[bars["tid"]], atol=1e-9)
+
+
+def test_view_top_k_and_top_p_are_shared_state(lesson):
+    view, state, _ = lesson
+    # typed into the boxes: the shared state (and so the URL) follows
+    view.k_input.value, view.p_input.value = "6", "0.8"
+    assert (state.top_k, state.top_p) == (6, 0.8)
+    # from the state (a link, another view): the boxes and the bars follow
+    state.param.update(top_k=3, top_p=1.0)
+    assert (view.k_input.value, view.p_input.value) == ("3", "1")
+    assert int((np.asarray(_bars(view)["final"]) > 0).sum()) == 3
+    # a session opened from a link with the cuts set starts with them
+    other = SamplingLesson(state=AnatomyState(engine=state.engine, query=4, top_k=2, top_p=0.5))
+    assert (other.top_k, other.top_p, other.k_input.value) == (2, 0.5, "2")
+    assert other.presets.value == "Custom"

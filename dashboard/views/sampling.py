@@ -35,7 +35,7 @@ from bokeh.models import (
 from dashboard.lessons import sampling as S
 from dashboard.views.plots import PlotStyle, style_axis, styled_figure, thinned_ticks
 from dashboard.views.registry import LessonView
-from dashboard.views.widgets import labelled, text_pane
+from dashboard.views.widgets import labelled, text_pane, two_way
 from models.bpe import Tokenizer, readable
 
 SLIDER_MAX = 5.0
@@ -443,6 +443,11 @@ class SamplingLesson(LessonView):
         self.sample_button.on_click(lambda _e: self.sample_next())
         self.generate_button.on_click(lambda _e: self.generate())
         self.clear_button.on_click(lambda _e: setattr(self, "steps", []))
+        # top-k and top-p live in the shared state (and so in the URL); the view keeps its own
+        # copies, which its inputs, presets and plots already use
+        self.param.update(top_k=s.top_k, top_p=s.top_p)
+        two_way(self, s, "top_k", prop="top_k")
+        two_way(self, s, "top_p", prop="top_p")
         s.param.watch(self._temperature_to_widgets, "temperature")
         s.param.watch(self._text_edited, "text")
 
