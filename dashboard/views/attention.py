@@ -31,15 +31,20 @@ class AttentionLesson(LessonView):
         self._grid = HeadGrid(style, style.grid, title="Every layer and head (click to select)")
         self._grid.on_tap(lambda layer, head: s.param.update(layer=layer, head=head))
         self._bars = BarPlot(style)
-        self._pair = text_pane("", "pair")
-        self._top = text_pane("", "top-attended")
+        self._pair = text_pane("", "pair", sizing_mode="stretch_width")
+        self._top = text_pane("", "top-attended", sizing_mode="stretch_width")
         stage = choice_group(s, "stage", {label: key for key, label in STAGES.items()})
-        self._controls = pn.Row(head_controls(s), labelled("Stage", stage), margin=0)
+        # the controls wrap within the heatmap's width, so the detail panel fits beside it
+        width = style.matrix + style.colorbar + 10
+        self._controls = pn.FlexBox(
+            head_controls(s), labelled("Stage", stage), margin=0, width=width
+        )
         self._layout = pn.FlexBox(
             pn.Column(
                 self._controls,
                 pn.pane.Bokeh(self._heatmap.figure, margin=(5, 5)),
                 margin=0,
+                width=width,
             ),
             pn.Column(
                 text_pane("<h3>The selected query</h3>", "detail", margin=(0, 10)),
@@ -47,6 +52,7 @@ class AttentionLesson(LessonView):
                 self._pair,
                 self._top,
                 margin=0,
+                width=style.detail[0] + 20,  # fixed: long text wraps instead of widening it
                 css_classes=["detail"],
             ),
             pn.Column(

@@ -50,6 +50,10 @@ class TokenChips(JSComponent):
           const on = Number(chip.dataset.index) === model.selected;
           chip.classList.toggle("selected", on);
           chip.setAttribute("aria-selected", String(on));
+          // the box may scroll (classroom mode shows two rows): keep the selection in view
+          if (on && box.scrollHeight > box.clientHeight) {
+            box.scrollTop = chip.offsetTop - box.offsetTop - box.clientHeight / 3;
+          }
         });
       }
       draw();
@@ -61,7 +65,10 @@ class TokenChips(JSComponent):
 
     _stylesheets = [
         """
-        .chips { display: flex; flex-wrap: wrap; gap: 0.3em; font-size: var(--chip-font, 15px); }
+        .chips {
+          display: flex; flex-wrap: wrap; gap: 0.3em; font-size: var(--chip-font, 15px);
+          max-height: var(--chips-max-height, none); overflow-y: auto; position: relative;
+        }
         .chip {
           display: inline-flex; align-items: baseline; gap: 0.35em; cursor: pointer;
           font: inherit; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;

@@ -12,7 +12,7 @@ import param
 
 from dashboard.lessons.attention import fill_comparison, restage, variant_mask
 from dashboard.state import FILLS
-from dashboard.views.plots import MatrixPlot
+from dashboard.views.plots import MatrixPlot, score_range
 from dashboard.views.registry import LESSONS, LessonView
 from dashboard.views.widgets import choice_group, head_controls, labelled, text_pane, two_way
 
@@ -21,6 +21,17 @@ MASK_TITLES = {
     "none": "None (bidirectional)",
     "sliding": "Sliding window",
     "padding": "Padded batch",
+}
+
+# Normal and classroom titles: the classroom's narrow matrices get short ones.
+TITLES = {
+    False: (
+        "1. The mask (kept: orange)",
+        "2. Scores q·k/√d",
+        "3. After the mask",
+        "4. Softmax over each row",
+    ),
+    True: ("1. Mask", "2. Scores", "3. Masked", "4. Softmax"),
 }
 
 EXPLAIN = {
@@ -42,12 +53,23 @@ class MaskLesson(LessonView):
     def __init__(self, **params):
         super().__init__(**params)
         s, style = self.state, self.style
+        # In classroom mode the four sit in one row (to fit a projector): they share the first
+        # one's y axis, and the raw scores share the colour bar of the masked ones.
+        row = style.classroom
         self._mask = MatrixPlot(style, style.small, kind="mask", name="mask-allowed")
-        self._scores = MatrixPlot(style, style.small, kind="scores", name="mask-scores")
-        self._masked = MatrixPlot(style, style.small, kind="scores", name="mask-masked")
-        self._probs = MatrixPlot(style, style.small, kind="probs", name="mask-probs")
+        self._scores = MatrixPlot(
+            style, style.small, kind="scores", name="mask-scores", y_axis=not row, colorbar=not row
+        )
+        self._masked = MatrixPlot(
+            style, style.small, kind="scores", name="mask-masked", y_axis=not row
+        )
+        self._probs = MatrixPlot(
+            style, style.small, kind="probs", name="mask-probs", y_axis=not row
+        )
         for plot in (self._mask, self._scores, self._masked, self._probs):
             plot.on_tap(lambda q, k: s.param.update(query=q, key=k))
+            if row and plot is not self._mask:  # one axis title for the row
+                plot.figure.xaxis.axis_label = None
         kind = choice_group(s, "mask", {title: key for key, title in MASK_TITLES.items()})
         fill = choice_group(s, "fill", {"−∞": "-inf", "−10⁹": "-1e9"})
         self._window = two_way(
@@ -69,7 +91,7 @@ class MaskLesson(LessonView):
         )
         self._precision.on_click(lambda _e: setattr(s, "lesson", "precision"))
         self._layout = pn.Column(
-            pn.Row(
+            pn.FlexBox(
                 head_controls(s),
                 labelled("Mask", kind),
                 labelled("Masked scores become", fill),
@@ -77,6 +99,7 @@ class MaskLesson(LessonView):
                 self._pad,
                 margin=0,
                 css_classes=["controls"],
+                sizing_mode="stretch_width",
             ),
             self._explain,
             pn.FlexBox(
@@ -85,6 +108,7 @@ class MaskLesson(LessonView):
                     for p in (self._mask, self._scores, self._masked, self._probs)
                 ),
                 gap="6px",
+                flex_wrap="nowrap" if row else "wrap",
             ),
             self._story,
             self._precision,
@@ -116,10 +140,13 @@ class MaskLesson(LessonView):
         allowed = variant_mask(s.mask, n, window=s.window, pad=min(s.pad, n))
         masked, probs = restage(scaled, allowed, FILLS[s.fill])
         sel = (s.query, s.key)
-        self._mask.update(allowed.astype(float), s.labels, sel, title="1. The mask (yellow: kept)")
-        self._scores.update(scaled, s.labels, sel, title="2. Scores q·k/√d")
-        self._masked.update(masked, s.labels, sel, allowed=allowed, title="3. After the mask")
-        self._probs.update(probs, s.labels, sel, title="4. Softmax over each row")
+        if self.style.classroom:  # one colour bar (on the masked scores) for both
+            self._scores.score_range = score_range(masked, allowed)
+        titles = TITLES[self.style.classroom]
+        self._mask.update(allowed.astype(float), s.labels, sel, title=titles[0])
+        self._scores.update(scaled, s.labels, sel, title=titles[1])
+        self._masked.update(masked, s.labels, sel, allowed=allowed, title=titles[2])
+        self._probs.update(probs, s.labels, sel, title=titles[3])
         self._story.object = self._fill_story(scaled, allowed)
 
     @param.depends("state.query", "state.key", watch=True)
@@ -135,8 +162,9 @@ class MaskLesson(LessonView):
             return (
                 f"<p><b>Rows {rows}</b> have no key left. With −∞ their softmax is 0/0 = "
                 "<b class='nan'>NaN</b> (pink), which then spreads through every later layer. "
-                "With −10⁹ the same rows quietly become a uniform average over the padding: "
-                "finite, wrong, and invisible. Real models give such rows at least one key "
+                "With −10⁹ every score in those rows is the same −10⁹, so their softmax is a "
+                "uniform average over all the keys, future ones included: finite, wrong, and "
+                "invisible. Real models give such rows at least one key "
                 "(or zero them afterwards).</p>"
             )
         return (

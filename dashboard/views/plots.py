@@ -40,7 +40,10 @@ class PlotStyle:
     matrix: int  # side of the main heatmap in pixels
     small: int  # side of each mask-lesson matrix
     grid: int  # side of the all-heads grid
-    bars: tuple[int, int]  # width, height of the softmax bar chart
+    bars: tuple[int, int]  # width, height of the sampling lesson's bar chart
+    detail: tuple[int, int]  # width, height of the attention lesson's one-query bar chart
+    colorbar: int  # room a colour bar takes on the right of a matrix
+    max_label: int  # characters of a token shown on an axis (hover shows all of it)
     text: str
     background: str
     muted: str
@@ -53,6 +56,12 @@ class PlotStyle:
         """Room a tick label needs; more tokens than fit are thinned out (hover has all)."""
         return int(self.tick.removesuffix("px")) + 4
 
+    @property
+    def y_axis_room(self) -> int:
+        """About the width a y axis of token labels takes (a monospace-ish estimate)."""
+        tick, label = int(self.tick.removesuffix("px")), int(self.label.removesuffix("px"))
+        return int(0.6 * tick * self.max_label) + label + 16
+
 
 NORMAL = PlotStyle(
     classroom=False,
@@ -63,6 +72,9 @@ NORMAL = PlotStyle(
     small=330,
     grid=400,
     bars=(520, 260),
+    detail=(520, 260),
+    colorbar=90,
+    max_label=24,
     text="#1f2328",
     background="#ffffff",
     muted="#57606a",
@@ -77,10 +89,15 @@ CLASSROOM = PlotStyle(
     tick="24px",
     label="28px",
     title="30px",
-    matrix=760,
-    small=420,
+    # sized so that a lesson fits a 1920x1080 projector beside the 460 px sidebar (a browser
+    # test measures it); the mask lesson's four matrices share one y axis to fit in a row
+    matrix=640,
+    small=440,
     grid=560,
     bars=(760, 420),
+    detail=(500, 400),
+    colorbar=110,
+    max_label=12,
     text="#ffffff",
     background="#000000",
     muted="#c8c8c8",
@@ -92,6 +109,11 @@ CLASSROOM = PlotStyle(
 
 def plot_style(classroom: bool) -> PlotStyle:
     return CLASSROOM if classroom else NORMAL
+
+
+def tick_label(label: str, style: PlotStyle) -> str:
+    """``label`` cut to the style's axis length: long tokens would push the plot off screen."""
+    return label if len(label) <= style.max_label else label[: style.max_label - 1] + "…"
 
 
 def styled_figure(style: PlotStyle, width: int, height: int, title: str, **kw) -> figure:
@@ -173,6 +195,14 @@ def thinned_ticks(n: int, pixels: int, px_per_label: int) -> list[int]:
     return list(range(0, n, step))
 
 
+def score_range(matrix: np.ndarray, allowed: np.ndarray | None = None) -> float:
+    """Largest |score| among the finite cells the mask keeps: the ± range of a diverging scale
+    (so a -1e9 fill does not wash out the real scores). 1.0 when there is none."""
+    keep = np.isfinite(matrix) if allowed is None else (allowed & np.isfinite(matrix))
+    top = float(np.abs(matrix[keep]).max()) if keep.any() else 1.0
+    return top or 1.0
+
+
 def _clean(values: np.ndarray) -> np.ndarray:
     """float32 for the wire; -inf and NaN are kept (the colour mapper and hover explain them)."""
     return np.ascontiguousarray(values, dtype=np.float32)
@@ -183,15 +213,26 @@ class MatrixPlot:
     colour bar, and an outline on the selected query row and (query, key) cell.
 
     ``kind`` picks the colours: ``probs`` (0..1), ``scores`` (diverging around 0, masked cells
-    grey), ``mask`` (allowed / masked).
+    grey), ``mask`` (allowed / masked). ``size`` is the figure's height and, with the colour
+    bar's room added, its width. Matrices in a row can share the first one's y axis
+    (``y_axis=False`` on the others) and leave out their colour bar (``colorbar=False``).
     """
 
     def __init__(
-        self, style: PlotStyle, size: int, title: str = "", kind: str = "probs", name: str = ""
+        self,
+        style: PlotStyle,
+        size: int,
+        title: str = "",
+        kind: str = "probs",
+        name: str = "",
+        y_axis: bool = True,
+        colorbar: bool | None = None,
     ):
         self.style = style
         self.size = size
         self.kind = kind
+        self.y_axis = y_axis
+        self.score_range: float | None = None  # fixed ± range of a scores plot, else its own
         # names let tests and benchmarks find the models in the page (Bokeh.documents)
         self.labels = ColumnDataSource(data=dict(label=[]), name=f"{name}-labels" if name else None)
         self.source = ColumnDataSource(
@@ -202,11 +243,13 @@ class MatrixPlot:
         self.mapper = LinearColorMapper(
             palette=PROB_PALETTE, low=0, high=1, nan_color=style.nan, low_color=style.masked
         )
-        # the colour bar adds ~90 px on the right; keep the matrix itself square
-        bar = 0 if kind == "mask" else (150 if style.classroom else 90)
+        if colorbar is None:
+            colorbar = kind != "mask"
+        # the colour bar's room is added on the right, so the matrix itself stays square
+        bar = style.colorbar if colorbar else 0
         fig = styled_figure(
             style,
-            size + bar,
+            size + bar if y_axis else size + bar - style.y_axis_room,
             size,
             title,
             x_range=Range1d(-0.5, 0.5),
@@ -216,6 +259,9 @@ class MatrixPlot:
         fig.xaxis.axis_label = "key (attended to)"
         fig.yaxis.axis_label = "query (attending)"
         fig.xaxis.major_label_orientation = np.pi / 2
+        if not y_axis:
+            fig.yaxis.visible = False
+            fig.min_border_left = 5
         self.glyph = image_with_outline(
             fig, self.source, self.mapper, self.selection, style, 4 if style.classroom else 2
         )
@@ -230,7 +276,7 @@ class MatrixPlot:
             },
         )
         fig.add_tools(hover)
-        if kind != "mask":
+        if colorbar:
             self.colorbar = ColorBar(
                 color_mapper=self.mapper,
                 major_label_text_font_size=style.tick,
@@ -273,12 +319,12 @@ class MatrixPlot:
         elif self.kind == "mask":
             self.mapper.update(palette=[self.style.masked, self.style.accent], low=0, high=1)
         else:
-            keep = np.isfinite(matrix) if allowed is None else (allowed & np.isfinite(matrix))
-            top = float(np.abs(matrix[keep]).max()) if keep.any() else 1.0
-            top = top or 1.0
+            top = self.score_range or score_range(matrix, allowed)
             self.mapper.update(palette=SCORE_PALETTE, low=-top, high=top)
-        ticks = thinned_ticks(n, self.size - 120, self.style.px_per_label)
-        overrides = {i: labels[i] for i in ticks}
+        # about what the title and the x axis's labels leave of the figure's height
+        frame = self.size - (240 if self.style.classroom else 120)
+        ticks = thinned_ticks(n, frame, self.style.px_per_label)
+        overrides = {i: tick_label(labels[i], self.style) for i in ticks}
         fig = self.figure
         for axis in (*fig.xaxis, *fig.yaxis):
             axis.ticker = FixedTicker(ticks=ticks)
@@ -426,10 +472,18 @@ class BarPlot:
 
     def __init__(self, style: PlotStyle, title: str = ""):
         self.style = style
-        width, height = style.bars
-        self.source = ColumnDataSource(data=dict(x=[], top=[], label=[], color=[]))
+        width, height = style.detail
+        self.source = ColumnDataSource(
+            data=dict(x=[], top=[], label=[], color=[]), name="detail-bars"
+        )
         fig = styled_figure(
-            style, width, height, title, x_range=Range1d(-0.5, 0.5), y_range=Range1d(0, 1.05)
+            style,
+            width,
+            height,
+            title,
+            x_range=Range1d(-0.5, 0.5),
+            y_range=Range1d(0, 1.05),
+            name="detail-bars-figure",
         )
         fig.yaxis.axis_label = "probability"
         fig.xaxis.major_label_orientation = np.pi / 2
@@ -447,12 +501,14 @@ class BarPlot:
     def update(self, row: np.ndarray, labels: Sequence[str], key: int, title: str) -> None:
         n = len(row)
         row = np.nan_to_num(np.asarray(row, dtype=np.float64), nan=0.0)
-        ticks = thinned_ticks(n, self.style.bars[0] - 80, self.style.px_per_label)
+        ticks = thinned_ticks(n, self.style.detail[0] - 80, self.style.px_per_label)
         colors = [self.style.accent if j == key else "#4c78a8" for j in range(n)]
         if self.style.classroom:
             colors = [self.style.accent if j == key else "#6fa8dc" for j in range(n)]
         self.figure.xaxis.ticker = FixedTicker(ticks=ticks)
-        self.figure.xaxis.major_label_overrides = {i: labels[i] for i in ticks}
+        self.figure.xaxis.major_label_overrides = {
+            i: tick_label(labels[i], self.style) for i in ticks
+        }
         self.figure.x_range.update(start=-0.5, end=n - 0.5)
         self.figure.title.text = title
         self.source.data = dict(

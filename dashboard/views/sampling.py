@@ -451,19 +451,21 @@ class SamplingLesson(LessonView):
         s.param.watch(self._temperature_to_widgets, "temperature")
         s.param.watch(self._text_edited, "text")
 
+        # the explanation sits under the bars, so the controls stay short and the bars fit a
+        # 1920x1080 projector in classroom mode
+        how = text_pane(
+            "<p class='hint'>Temperature divides the logits before the softmax (0: "
+            "always the top token). <b>top-k</b> keeps the k most likely tokens; "
+            "<b>top-p</b> keeps the most likely tokens until their probability adds up "
+            "to p. They apply in this order, temperature → top-k → top-p, as in Hugging "
+            "Face transformers; what is left is renormalised to sum to 1.</p>",
+            "caption",
+            width=style.bars[0],
+        )
         controls = pn.Row(
             pn.Column(
                 self.slider,
                 pn.Row(self.t_input, self.k_input, self.p_input, margin=0),
-                text_pane(
-                    "<p class='hint'>Temperature divides the logits before the softmax (0: "
-                    "always the top token). <b>top-k</b> keeps the k most likely tokens; "
-                    "<b>top-p</b> keeps the most likely tokens until their probability adds up "
-                    "to p. They apply in this order, temperature → top-k → top-p, as in Hugging "
-                    "Face transformers; what is left is renormalised to sum to 1.</p>",
-                    "caption",
-                    width=width + 200,
-                ),
                 margin=0,
             ),
             labelled("Presets", pn.Column(self.presets, self.preset_text, margin=0)),
@@ -493,6 +495,7 @@ class SamplingLesson(LessonView):
                 pn.Column(
                     pn.pane.Bokeh(self.bars.figure, margin=(5, 5)),
                     self.summary,
+                    how,
                     width=style.bars[0] + 10,
                     margin=0,
                 ),

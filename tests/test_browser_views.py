@@ -1,0 +1,248 @@
+"""The attention and mask lessons in a real Chromium: clicks, hovers, sliders, layout, errors.
+
+Expected numbers come from the engine run here, independently of the page, and from masks
+built in the test with numpy; the page's Bokeh document says what is drawn (plots and sources
+are named in dashboard/views/).
+"""
+
+from __future__ import annotations
+
+import shutil
+import urllib.parse
+
+import numpy as np
+import pytest
+from playwright.sync_api import sync_playwright
+
+from dashboard.state import DEFAULT_TEXT
+from models.runtime import STATIC_DIR, Engine
+from tests.browser_support import launch, model_data, serve, wait_ready
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def server():
+    with serve() as (url, _proc):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as pw:
+        b = launch(pw)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def forward():
+    engine = Engine(STATIC_DIR)
+    model = engine.default_model
+    return engine.run(model, engine.tokenizer(model).encode(DEFAULT_TEXT))
+
+
+def open_page(browser, url, width=1600, height=1200, ready="heatmap-labels"):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.errors = []
+    page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.goto(url)
+    if ready:
+        wait_ready(page, ready)
+    return page
+
+
+# The frame of a named figure in page coordinates, and its data ranges.
+JS_FRAME = """
+(name) => {
+  const fig = Bokeh.documents.map(d => d.get_model_by_name(name)).find(x => x);
+  const pv = Bokeh.index.find_one(fig);
+  const f = pv.frame.bbox, r = pv.el.getBoundingClientRect();
+  return {x: r.left + f.left, y: r.top + f.top, w: f.width, h: f.height,
+          xs: pv.frame.x_range.start, xe: pv.frame.x_range.end,
+          ys: pv.frame.y_range.start, ye: pv.frame.y_range.end,
+          left: r.left, top: r.top, right: r.right, bottom: r.bottom};
+}
+"""
+
+# A matrix source's image as [rows of numbers] (NaN and -inf become null / strings).
+JS_IMAGE = """
+(name) => {
+  const m = Bokeh.documents.map(d => d.get_model_by_name(name)).find(x => x);
+  const img = m.data.image[0], [h, w] = img.shape;
+  const out = [];
+  for (let i = 0; i < h; i++) out.push(Array.from(img.slice(i * w, (i + 1) * w),
+                                                  v => Number.isFinite(v) ? v : String(v)));
+  return out;
+}
+"""
+
+
+def image(page, name: str) -> np.ndarray:
+    rows = page.evaluate(JS_IMAGE, name)
+    return np.array([[float(v) for v in row] for row in rows])
+
+
+def cell_point(page, figure: str, key: int, query: int) -> tuple[float, float]:
+    """Page coordinates of matrix cell (query, key) of a named figure (y axis flipped)."""
+    page.evaluate(
+        "(n) => Bokeh.index.find_one(Bokeh.documents.map(d => d.get_model_by_name(n))"
+        ".find(x => x)).el.scrollIntoView({block: 'center'})",
+        figure,
+    )
+    f = page.evaluate(JS_FRAME, figure)
+    px = f["x"] + (key - f["xs"]) / (f["xe"] - f["xs"]) * f["w"]
+    py = f["y"] + (query - f["ye"]) / (f["ys"] - f["ye"]) * f["h"]
+    return px, py
+
+
+def url_param(page, name: str) -> str | None:
+    return urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query).get(name, [None])[0]
+
+
+def test_tapping_a_cell_shows_that_query_in_the_side_panel(server, browser, forward):
+    page = open_page(browser, server)
+    query, key = 7, 3
+    page.mouse.click(*cell_point(page, "heatmap", key, query))
+    page.wait_for_function(
+        f"() => {{ const p = new URL(location.href).searchParams;"
+        f" return p.get('q') === '{query}' && p.get('k') === '{key}'; }}",
+        timeout=10_000,
+    )
+    page.wait_for_function(
+        """(q) => Bokeh.documents.map(d => d.get_model_by_name("detail-bars-figure"))
+                   .find(x => x).title.text.startsWith(`How query ${q}:`)""",
+        arg=query,
+        timeout=10_000,
+    )
+    # the bars are query 7's row of layer 0, head 0 (causal: keys 0..7, zeros after)
+    bars = np.array(model_data(page, "detail-bars", "top"))
+    np.testing.assert_allclose(bars, forward.attn_probs[0, 0, query], atol=1e-6)
+    assert bars[query + 1 :].max() == 0 and bars[: query + 1].min() > 0
+    # and the pair's score q·k/√d is printed as the model computed it
+    score = f"{forward.attn_scores[0, 0, query, key]:.3f}"
+    pair = page.locator("p", has_text="q·k/√d =").first
+    pair.wait_for(timeout=10_000)
+    assert f"q·k/√d = {score}" in pair.inner_text(), pair.inner_text()
+    assert page.errors == []
+    page.close()
+
+
+def test_hover_tooltip_shows_html_in_tokens_as_text(server, browser):
+    text = "<b>bold</b> <img src=x onerror=window.pwned=1>"
+    page = open_page(browser, f"{server}?{urllib.parse.urlencode({'text': text})}")
+    labels = model_data(page, "heatmap-labels", "label")
+    # hover the cell of the last token holding a "<" (query) and the first one (key)
+    marked = [i for i, label in enumerate(labels) if "<" in label]
+    query, key = marked[-1], marked[0]
+    page.mouse.move(*cell_point(page, "heatmap", key, query))
+    tooltip = page.locator(".bk-tooltip-content").first
+    tooltip.wait_for(timeout=10_000)
+    shown = tooltip.inner_text()
+    assert labels[query] in shown and labels[key] in shown, (shown, labels)
+    # the tooltip shows the markup as characters: no element was made from the text
+    assert tooltip.locator("b, img").count() == 0
+    assert page.evaluate("() => window.pwned") is None
+    assert page.errors == []
+    page.close()
+
+
+def test_mask_lesson_variants(server, browser, forward):
+    page = open_page(
+        browser, f"{server}?lesson=mask&mask=sliding&window=3", ready="mask-probs-labels"
+    )
+    n = forward.attn_scores.shape[-1]
+    i, j = np.indices((n, n))
+    page.wait_for_function(
+        "() => Bokeh.documents.map(d => d.get_model_by_name('mask-allowed-image'))"
+        ".find(x => x).data.image[0].length > 1",
+        timeout=10_000,
+    )
+    sliding = (j <= i) & (j > i - 3)
+    np.testing.assert_array_equal(image(page, "mask-allowed-image"), sliding.astype(float))
+    probs = image(page, "mask-probs-image")
+    scaled = forward.attn_scores[0, 0].astype(np.float64)
+    expected = np.where(sliding, np.exp(scaled - scaled.max(1, keepdims=True)), 0)
+    np.testing.assert_allclose(probs, expected / expected.sum(1, keepdims=True), atol=1e-6)
+
+    # the padded batch: with -inf the padding queries' rows are NaN, and the page says why
+    page.get_by_role("button", name="Padded batch").click()
+    page.wait_for_function("() => new URL(location.href).searchParams.get('mask') === 'padding'")
+    page.locator(".explain", has_text="no key left").first.wait_for(timeout=10_000)
+    page.wait_for_function(  # the text and the image arrive in separate messages
+        "() => Number.isNaN(Bokeh.documents.map(d => d.get_model_by_name('mask-probs-image'))"
+        ".find(x => x).data.image[0][0])",
+        timeout=10_000,
+    )
+    probs = image(page, "mask-probs-image")
+    assert np.isnan(probs[:2]).all() and np.isfinite(probs[2:]).all()
+    allowed = image(page, "mask-allowed-image")
+    np.testing.assert_array_equal(allowed, ((j <= i) & (j >= 2)).astype(float))
+    # with -1e9 instead the same rows are finite: uniform over every key, future ones included
+    page.get_by_role("button", name="−10⁹").click()
+    page.wait_for_function("() => new URL(location.href).searchParams.get('fill') === '-1e9'")
+    page.wait_for_function(
+        "() => !Number.isNaN(Bokeh.documents.map(d => d.get_model_by_name('mask-probs-image'))"
+        ".find(x => x).data.image[0][0])",
+        timeout=10_000,
+    )
+    probs = image(page, "mask-probs-image")
+    np.testing.assert_allclose(probs[:2], np.full((2, n), 1 / n), atol=1e-6)
+    page.locator(".explain", has_text="uniform average over all the keys").first.wait_for()
+    assert page.errors == []
+    page.close()
+
+
+def test_arrow_keys_on_a_focused_slider_move_the_slider_only(server, browser):
+    page = open_page(
+        browser, f"{server}?lesson=mask&mask=sliding&window=3&q=5", ready="mask-probs-labels"
+    )
+    handle = page.locator(".noUi-handle").first
+    handle.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => new URL(location.href).searchParams.get('window') === '4'")
+    page.wait_for_timeout(300)
+    assert url_param(page, "q") == "5"  # the token selection did not move
+    # away from the slider, the same key steps through the tokens
+    page.locator("body").click(position={"x": 5, "y": 300})
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => new URL(location.href).searchParams.get('q') === '6'")
+    assert url_param(page, "window") == "4"
+    page.close()
+
+
+LESSON_PLOTS = {
+    "attention": ["heatmap", "detail-bars-figure"],
+    "mask": ["mask-allowed", "mask-scores", "mask-masked", "mask-probs"],
+    "sampling": ["sampling-bars-figure"],
+}
+
+
+@pytest.mark.parametrize("lesson", list(LESSON_PLOTS))
+def test_classroom_lessons_fit_a_1920x1080_projector(server, browser, lesson):
+    ready = {"mask": "mask-probs-labels", "sampling": "sampling-bars"}.get(lesson, "heatmap-labels")
+    page = open_page(browser, f"{server}?lesson={lesson}&classroom=true", 1920, 1080, ready)
+    page.wait_for_timeout(500)  # let the layout settle
+    for name in LESSON_PLOTS[lesson]:
+        box = page.evaluate(JS_FRAME, name)
+        assert box["top"] >= 0 and box["left"] >= 0, (name, box)
+        assert box["bottom"] <= 1080 and box["right"] <= 1920, (name, box)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 1920
+    assert page.errors == []
+    page.close()
+
+
+def test_corrupt_model_file_is_explained_in_the_page(browser, tmp_path):
+    static = tmp_path / "static"
+    shutil.copytree(STATIC_DIR, static)
+    onnx = static / "anatomy-gpt.onnx"
+    onnx.write_bytes(onnx.read_bytes()[:1000])
+    with serve(static=static) as (url, _proc):
+        page = open_page(browser, url, ready=None)
+        message = page.get_by_text("anatomy-gpt.onnx").first
+        message.wait_for(timeout=30_000)
+        text = message.inner_text()
+        assert "does not match the manifest" in text and "make build" in text, text
+        assert page.locator(".chip").count() == 0
+        page.close()
