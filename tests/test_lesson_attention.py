@@ -124,6 +124,9 @@ def test_top_attended_and_entropy():
     assert top_attended(row, 3) == [(1, 0.4), (3, 0.4), (0, 0.1)]
     assert top_attended(row, 10)[-1] == (2, 0.1), "zero-probability keys are left out"
     assert entropy_bits(np.array([1.0, 0, 0])) == 0
+    # shown as "0.00", never "-0.00", also when float32 rounding puts the row a hair above 1
+    assert f"{entropy_bits(np.array([1.0, 0, 0])):.2f}" == "0.00"
+    assert f"{entropy_bits(np.array([1.0000001], dtype=np.float32)):.2f}" == "0.00"
     assert entropy_bits(np.full(4, 0.25)) == pytest.approx(2.0)
 
 

@@ -122,7 +122,8 @@ def entropy_bits(row: np.ndarray) -> float:
     """How spread out one query's attention is, in bits (0 = all on one key)."""
     p = np.asarray(row, dtype=np.float64)
     p = p[p > 0]
-    return float(-(p * np.log2(p)).sum())
+    # never "-0.00": a one-hot row (or one a rounding error above 1) has entropy +0
+    return max(0.0, float(-(p * np.log2(p)).sum()))
 
 
 # -- what the dashboard shows ---------------------------------------------------------------------
