@@ -246,3 +246,20 @@ def test_corrupt_model_file_is_explained_in_the_page(browser, tmp_path):
         assert "does not match the manifest" in text and "make build" in text, text
         assert page.locator(".chip").count() == 0
         page.close()
+
+
+def test_clicking_a_chip_selects_that_query_everywhere(server, browser):
+    page = open_page(browser, server)
+    page.locator('.chip[data-index="5"]').click()
+    page.wait_for_function("() => new URL(location.href).searchParams.get('q') === '5'")
+    # the heatmap outlines row 5 (the selection source's first rectangle is the query row)
+    page.wait_for_function(
+        """() => { const fig = Bokeh.documents.map(d => d.get_model_by_name("heatmap"))
+                   .find(x => x);
+                   const r = fig.renderers.find(r => r.data_source.data.w !== undefined);
+                   return r.data_source.data.y[0] === 5; }""",
+        timeout=10_000,
+    )
+    assert page.locator(".chip.selected").get_attribute("data-index") == "5"
+    assert page.errors == []
+    page.close()
