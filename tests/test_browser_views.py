@@ -263,3 +263,32 @@ def test_clicking_a_chip_selects_that_query_everywhere(server, browser):
     assert page.locator(".chip.selected").get_attribute("data-index") == "5"
     assert page.errors == []
     page.close()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "naïve café 🤖🎉 emoji",
+        "注意力就是你所需要的",
+        "مرحبا بالعالم hello",
+        "tab\there\x07bell\x00nul",
+    ],
+    ids=["emoji", "cjk", "rtl", "control"],
+)
+def test_any_text_renders_as_its_tokens(server, browser, text):
+    engine = Engine(STATIC_DIR)
+    tokenizer = engine.tokenizer(engine.default_model)
+    page = open_page(browser, f"{server}?{urllib.parse.urlencode({'text': text})}")
+    ids = tokenizer.encode(text)
+    page.wait_for_function(
+        "(n) => document.querySelectorAll('.chip').length === n || "
+        "[...document.querySelectorAll('*')].some(e => e.shadowRoot && "
+        "e.shadowRoot.querySelectorAll('.chip').length === n)",
+        arg=len(ids),
+        timeout=10_000,
+    )
+    chip_ids = [int(t) for t in page.locator(".chip .tid").all_text_contents()]
+    assert chip_ids == ids
+    assert len(model_data(page, "heatmap-labels", "label")) == len(ids)
+    assert page.errors == []
+    page.close()
