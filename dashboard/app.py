@@ -91,12 +91,37 @@ class Shell(pn.viewable.Viewer):
             width=260 if s.classroom else 150,
         )
         self.classroom_button.js_on_click(code=TOGGLE_CLASSROOM_JS)
+        # a self-contained HTML file of what is on screen, interactive offline (export/)
+        self.export_button = pn.widgets.FileDownload(
+            callback=self._snapshot,
+            filename="anatomy-snapshot.html",
+            label="Export snapshot",
+            button_type="light",
+            embed=False,
+            align="center",
+            sizing_mode="stretch_width",
+        )
         self.message = text_pane("", "message")
         self.notice = text_pane("", "notice")
         self.lesson_area = pn.Column(sizing_mode="stretch_width", margin=0)
         self.keyboard = KeyboardNav(s, margin=0, width=0, height=0)
         self._derived()
         self._show_lesson()
+
+    def _snapshot(self):
+        """The export button's file (a BytesIO): a snapshot of this session's state. On
+        failure the page says why, and the download is a one-line page with the same message."""
+        import io
+
+        from export.snapshot import SnapshotError, snapshot_of_state
+
+        try:
+            page = snapshot_of_state(self.state)
+        except SnapshotError as err:
+            text = f"The snapshot could not be made: {err}"
+            self.notice.param.update(object=html.escape(text), visible=True)
+            page = f"<!DOCTYPE html><meta charset='utf-8'><p>{html.escape(text)}</p>"
+        return io.BytesIO(page.encode("utf-8"))
 
     def _text_from_state(self, event) -> None:
         if self.text.value_input != event.new:
@@ -151,6 +176,7 @@ class Shell(pn.viewable.Viewer):
     def sidebar(self) -> list:
         return [
             labelled("Lessons", self.nav),
+            self.export_button,
             self.text,
             self.model,
             text_pane(

@@ -1,0 +1,27 @@
+"""Self-contained, interactive HTML snapshots of the lessons (``python -m export``).
+
+Run-time code: no torch. The public API::
+
+    from export import Selection, build_snapshot, export_snapshot
+    export_snapshot("snapshot.html", "If the file does not exist...", lessons="attention,bpe")
+"""
+
+from export.common import Selection
+from export.snapshot import (
+    LESSONS,
+    SnapshotError,
+    build_snapshot,
+    export_snapshot,
+    snapshot_of_state,
+    write_snapshot,
+)
+
+__all__ = [
+    "LESSONS",
+    "Selection",
+    "SnapshotError",
+    "build_snapshot",
+    "export_snapshot",
+    "snapshot_of_state",
+    "write_snapshot",
+]

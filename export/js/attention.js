@@ -1,0 +1,105 @@
+// The attention lesson: heatmap of one (layer, head) at a stage, the all-heads grid, and the
+// selected query's bars. Args: data {scores, probs} flattened (L, H, T, T); widgets layer,
+// head, stage; the plots' sources (image, selection, grid_sel, grid_meta, bars) and models.
+
+function head_offset(l, h) {
+  return (l * H + h) * T * T;
+}
+
+// The selected head's matrix at stage `st`, as float32 (what the image glyph draws).
+function stage_matrix(l, h, st) {
+  const off = head_offset(l, h);
+  const sc = data.data.scores, pr = data.data.probs;
+  const out = new Float32Array(T * T);
+  for (let i = 0; i < T; i++) {
+    for (let j = 0; j < T; j++) {
+      const at = i * T + j;
+      if (st === "probs") out[at] = pr[off + at];
+      else if (st === "masked" && j > i) out[at] = -Infinity;
+      else out[at] = sc[off + at];
+    }
+  }
+  return out;
+}
+
+function draw() {
+  const l = layer.active, h = head.active, st = stages[stage.active];
+  const m = stage_matrix(l, h, st);
+  const img = image.data.image[0];
+  let top = 0;
+  for (let at = 0; at < T * T; at++) {
+    img[at] = m[at];
+    if (st !== "probs" && Number.isFinite(m[at])) top = Math.max(top, Math.abs(m[at]));
+  }
+  if (st === "probs") {
+    mapper.palette = prob_palette;
+    mapper.low = 1e-12; // exact zeros (masked keys) take low_color: "masked" differs from "tiny"
+    mapper.high = 1;
+  } else {
+    mapper.palette = score_palette;
+    mapper.low = -(top || 1);
+    mapper.high = top || 1;
+  }
+  fig.title.text = `Layer ${l}, head ${h}: ${stage_labels[stage.active]}`;
+  image.change.emit();
+  // the grid's outline on the selected tile (HeadGrid.select)
+  const size = T + grid_meta.data.gap[0], c = (T - 1) / 2;
+  grid_sel.data = {x: [h * size + c], y: [l * size + c], w: [T + 0.6], h: [T + 0.6]};
+  draw_query();
+}
+
+// The selected query's probabilities as bars, the outline on its row and cell, and the text.
+function draw_query() {
+  const l = layer.active, h = head.active;
+  const q = picked.data.query[0], k = picked.data.key[0];
+  const off = head_offset(l, h);
+  const row = [], colors = [], xs = [];
+  for (let j = 0; j < T; j++) {
+    const p = data.data.probs[off + q * T + j];
+    row.push(Number.isNaN(p) ? 0 : p);
+    colors.push(j === k ? accent : bar_color);
+    xs.push(j);
+  }
+  bars.data = {x: xs, top: row, label: labels.slice(), color: colors};
+  bars_fig.title.text = `How query ${labels[q]} attends`;
+  selection.data = {x: [(T - 1) / 2, k], y: [q, q], w: [T, 1], h: [1, 1]};
+  const score = data.data.scores[off + q * T + k];
+  const masked = k <= q ? "" : " The causal mask removes this pair: it becomes −∞.";
+  const order = row.map((p, j) => j).sort((a, b) => row[b] - row[a] || a - b).slice(0, 5);
+  let entropy = 0;
+  for (const p of row) if (p > 0) entropy -= p * Math.log2(p);
+  const rows = order
+    .filter((j) => row[j] > 0)
+    .map(
+      (j) =>
+        `<tr><td class='tok'>${esc(labels[j])}</td><td class='num'>${row[j].toFixed(3)}</td>` +
+        `<td><div class='bar' style='width:${(100 * row[j]).toFixed(1)}px'></div></td></tr>`,
+    )
+    .join("");
+  detail.text =
+    `<p>Query <b class='tok'>${esc(labels[q])}</b> · key <b class='tok'>${esc(labels[k])}</b>: ` +
+    `q·k/√d = <b class='num'>${fmt(score, 3)}</b>, probability ` +
+    `<b class='num'>${fmt(row[k], 3)}</b>.${masked}</p>` +
+    `<p>Most attended (entropy ${entropy.toFixed(2)} bits):</p><table class='top'>${rows}</table>`;
+}
+
+// A click on the heatmap picks the (query, key) cell under it.
+function tap_heatmap(ev) {
+  if (ev.x == null || ev.y == null) return;
+  const i = Math.round(ev.y), j = Math.round(ev.x);
+  if (i < 0 || i >= T || j < 0 || j >= T) return;
+  picked.data = {query: [i], key: [j]};
+  draw_query();
+}
+
+// A click on the grid selects the tile's layer and head (HeadGrid.tile_at); setting the
+// buttons' `active` redraws through their own callbacks.
+function tap_grid(ev) {
+  if (ev.x == null || ev.y == null) return;
+  const gap = grid_meta.data.gap[0], size = T + gap;
+  const col = Math.floor((ev.x + 0.5) / size), rw = Math.floor((ev.y + 0.5) / size);
+  const inside = ev.x + 0.5 - col * size < T + gap / 2 && ev.y + 0.5 - rw * size < T + gap / 2;
+  if (!inside || rw < 0 || rw >= L || col < 0 || col >= H) return;
+  if (layer.active !== rw) layer.active = rw;
+  if (head.active !== col) head.active = col;
+}

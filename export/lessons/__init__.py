@@ -1,0 +1,1 @@
+"""One module per lesson of the snapshot; each has ``build(ctx) -> Bokeh layout``."""

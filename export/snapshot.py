@@ -1,0 +1,283 @@
+"""Build one self-contained, interactive HTML snapshot of the lessons for a text.
+
+The page is a single Bokeh document rendered as ``bokeh.embed.file_html`` with INLINE
+resources does, into our own template (:func:`inline_html`): every script and style is in the
+file, the favicon is an inline ``data:`` URL, and nothing is fetched when it opens (not Panel's
+``save``, which links a CDN and weighs ~3 MB before any data). Interactivity is ``CustomJS``
+over embedded float32 arrays (Bokeh writes numpy arrays as base64 buffers): no server.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bokeh.document import Document
+from bokeh.embed.bundle import bundle_for_objs_and_resources
+from bokeh.embed.elements import html_page_for_render_items
+from bokeh.embed.util import standalone_docs_json_and_render_items
+from bokeh.events import DocumentReady
+from bokeh.models import Column, InlineStyleSheet, TabPanel, Tabs
+from bokeh.resources import INLINE
+
+from dashboard.state import static_dir, token_labels
+from dashboard.views.plots import plot_style
+from export.common import Context, Selection, div
+from export.lessons import attention, bpe, mask, precision, temperature
+from models.bpe import readable
+from models.runtime import Engine, EngineError
+
+LESSONS: dict[str, tuple[str, Callable]] = {
+    "attention": ("Attention", attention.build),
+    "mask": ("Causal mask", mask.build),
+    "temperature": ("Temperature & sampling", temperature.build),
+    "bpe": ("BPE merges", bpe.build),
+    "precision": ("Number formats", precision.build),
+}
+# The dashboard's lesson names, where they differ from the snapshot's.
+DASHBOARD_LESSONS = {"sampling": "temperature"}
+
+TEMPLATE = """
+{% block preamble %}
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<style>{{ page_css }}</style>
+{% endblock %}
+"""
+# A tag that would make the browser fetch something (the favicon is an inline data: URL).
+EXTERNAL = re.compile(
+    r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*(?![\"']?data:)", re.I
+)
+
+SCRIPT_BODY = re.compile(r"(<script\b[^>]*>).*?</script>", re.I | re.S)
+
+
+class SnapshotError(ValueError):
+    """Bad input for a snapshot (unknown lesson or model, empty text, unwritable path)."""
+
+
+def parse_lessons(names: str | Sequence[str] | None) -> list[str]:
+    """``"attention,bpe"`` or a list → lesson names in the order given (None: all)."""
+    if names is None:
+        return list(LESSONS)
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    names = [DASHBOARD_LESSONS.get(n, n) for n in names]
+    unknown = [n for n in names if n not in LESSONS]
+    if unknown:
+        raise SnapshotError(
+            f"unknown lesson {', '.join(map(repr, unknown))}; choose from {', '.join(LESSONS)}"
+        )
+    if not names:
+        raise SnapshotError(f"no lesson chosen; choose from {', '.join(LESSONS)}")
+    return list(dict.fromkeys(names))
+
+
+def _css(classroom: bool) -> tuple[str, str]:
+    """(page CSS, CSS for Bokeh's shadow roots) in the normal or the classroom theme."""
+    here = Path(__file__).resolve().parent / "css"
+    files = (["page.css", "classroom.css"], ["shadow.css", "shadow-classroom.css"])
+    return tuple(
+        "\n".join((here / f).read_text(encoding="utf-8") for f in names[: 2 if classroom else 1])
+        for names in files
+    )
+
+
+def _context(
+    engine: Engine,
+    text: str,
+    model: str | None,
+    classroom: bool,
+    selection: Selection,
+    stylesheet: InlineStyleSheet,
+) -> tuple[Context, list[str]]:
+    if not isinstance(text, str) or not text.strip():
+        raise SnapshotError("the text is empty: give the model something to read (--text)")
+    model = model or engine.default_model
+    if model not in engine.model_names:
+        raise SnapshotError(
+            f"unknown model {model!r}; the manifest has {', '.join(engine.model_names)}"
+        )
+    try:
+        tokenizer = engine.tokenizer(model)
+        config = engine.config(model)
+        ids = tokenizer.encode(text)
+        notices = []
+        block = int(config["block_size"])
+        if len(ids) > block:
+            notices.append(
+                f"The text is {len(ids)} tokens long; {model} reads at most {block}, so only "
+                f"the first {block} tokens are shown."
+            )
+            ids = ids[:block]
+        forward = engine.run(model, ids)
+    except EngineError as err:
+        raise SnapshotError(str(err)) from None
+    tokens = [readable(tokenizer.token_bytes(i)) for i in ids]
+    ctx = Context(
+        model=model,
+        config=config,
+        text=text,
+        ids=list(ids),
+        labels=token_labels(tokens),
+        tokens=tokens,
+        forward=forward,
+        tokenizer=tokenizer,
+        style=plot_style(classroom),
+        selection=selection,
+        stylesheet=stylesheet,
+    )
+    return ctx, notices
+
+
+def _header(ctx: Context, notices: list[str], when: str) -> str:
+    chips = "".join(
+        f"<span class='chip' title='id {i}'>{html.escape(t)}</span>"
+        for i, t in zip(ctx.ids, ctx.tokens, strict=True)
+    )
+    notice = "".join(f"<p class='notice'>{html.escape(n)}</p>" for n in notices)
+    return (
+        "<h1 class='snap-title'>Transformer Anatomy</h1>"
+        f"<p class='snap-info'>A snapshot of model <b>{html.escape(ctx.model)}</b> reading "
+        f"{ctx.n_tokens} tokens, exported {html.escape(when)}. It works offline: every "
+        "control below runs in this page.</p>"
+        f"{notice}<div class='chips'>{chips}</div>"
+    )
+
+
+def build_snapshot(
+    text: str,
+    model: str | None = None,
+    lessons: str | Sequence[str] | None = None,
+    classroom: bool = False,
+    selection: Selection | None = None,
+    engine: Engine | None = None,
+) -> str:
+    """The snapshot's HTML for ``text`` read by ``model`` (default: the manifest's default),
+    with ``lessons`` (names or "a,b"; default all) in the normal or classroom theme.
+
+    Raises :class:`SnapshotError` with a message for a person on bad input."""
+    names = parse_lessons(lessons)
+    selection = selection or Selection()
+    if engine is None:
+        try:
+            engine = Engine(static_dir())
+        except EngineError as err:
+            raise SnapshotError(str(err)) from None
+    page_css, shadow_css = _css(classroom)
+    sheet = InlineStyleSheet(css=shadow_css)
+    ctx, notices = _context(engine, text, model, classroom, selection, sheet)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    header = div(ctx, _header(ctx, notices, when), "snap-header", name="snapshot-header")
+    panels = [
+        TabPanel(child=LESSONS[n][1](ctx), title=LESSONS[n][0], name=f"tab-{n}") for n in names
+    ]
+    first = DASHBOARD_LESSONS.get(selection.lesson, selection.lesson)
+    tabs = Tabs(
+        tabs=panels,
+        active=names.index(first) if first in names else 0,
+        name="lessons",
+        stylesheets=[sheet],
+        sizing_mode="stretch_width",
+    )
+    doc = Document()
+    doc.add_root(
+        Column(header, tabs, name="snapshot", stylesheets=[sheet], sizing_mode="stretch_width")
+    )
+    for cb in ctx.shared.get("ready", []):
+        doc.js_on_event(DocumentReady, cb)
+    return inline_html(doc, f"Transformer Anatomy: {ctx.model} snapshot", page_css)
+
+
+def inline_html(doc: Document, title: str, page_css: str) -> str:
+    """``bokeh.embed.file_html(doc, INLINE)`` minus external files. Bokeh's INLINE resources
+    still list the ``__javascript__`` URLs of every registered model class, used or not (once
+    Panel is imported, a CDN/static ES-module shim); nothing here needs them, so they go."""
+    docs_json, render_items = standalone_docs_json_and_render_items(doc)
+    bundle = bundle_for_objs_and_resources([doc], INLINE)
+    bundle.js_files.clear()
+    bundle.css_files.clear()
+    page = html_page_for_render_items(
+        bundle,
+        docs_json,
+        render_items,
+        title=title,
+        template=TEMPLATE,
+        template_variables={"page_css": page_css},
+    )
+    tags = SCRIPT_BODY.sub(r"\1</script>", page)  # markup only: the JS mentions "<img src="
+    linked = EXTERNAL.search(tags)
+    if linked:  # the contract is zero requests: fail loudly rather than write such a file
+        raise RuntimeError(f"the snapshot would load {linked.group(0)[:120]!r}")
+    return page
+
+
+def write_snapshot(page: str, out: str | os.PathLike) -> Path:
+    """Write ``page`` to ``out`` atomically: a temporary file in the same folder, renamed
+    once complete, so a failure never leaves a partial snapshot behind."""
+    out = Path(out)
+    if out.is_dir():
+        raise SnapshotError(f"cannot write {out}: it is a folder; name a file, e.g. {out}/a.html")
+    folder = out.parent if str(out.parent) else Path(".")
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(page)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from a web server
+        os.replace(tmp, out)
+        tmp = None
+    except OSError as err:
+        raise SnapshotError(f"cannot write {out}: {err.strerror or err}") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+    return out
+
+
+def export_snapshot(out: str | os.PathLike, text: str, **options) -> Path:
+    """Build the snapshot (see :func:`build_snapshot` for ``options``) and write it to
+    ``out``. Nothing is written unless the whole page was built."""
+    return write_snapshot(build_snapshot(text, **options), out)
+
+
+def selection_from_state(state) -> Selection:
+    """The dashboard's :class:`~dashboard.state.AnatomyState` as a snapshot's selection."""
+    return Selection(
+        lesson=DASHBOARD_LESSONS.get(state.lesson, state.lesson),
+        layer=state.layer,
+        head=state.head,
+        query=state.query,
+        key=state.key,
+        stage=state.stage,
+        mask=state.mask,
+        window=state.window,
+        pad=state.pad,
+        fill=state.fill,
+        temperature=state.temperature,
+        top_k=state.top_k,
+        top_p=state.top_p,
+    )
+
+
+def snapshot_of_state(state, **choices) -> str:
+    """The snapshot of what a dashboard session shows (its text, model, selections, theme),
+    every lesson included; ``choices`` override the selection. Raises
+    :class:`SnapshotError` when there is nothing to export."""
+    if state.engine is None:
+        raise SnapshotError(state.message or "no model is loaded")
+    return build_snapshot(
+        state.text,
+        model=state.model,
+        classroom=state.classroom,
+        selection=replace(selection_from_state(state), **choices),
+        engine=state.engine,
+    )
