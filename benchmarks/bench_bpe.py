@@ -4,10 +4,14 @@
 
 Training: ``models.bpe.train`` against ``benchmarks/naive_bpe.py`` (same pre-split, dedup, tie
 and skip rules; it recounts every pair before every merge) on the default corpus's train split.
-Both must produce identical merges. Encoding: ``Tokenizer.encode`` against tiktoken's
+Both must produce identical merges; the lesson's traced training (``dashboard.lessons.bpe.
+train_trace``: training plus the replay behind its compression curve) is timed against the same
+naive run. Encoding: ``Tokenizer.encode`` against tiktoken's
 ``encode_ordinary`` (one thread) built from the same ranks, over the validation text; both must
 give identical ids. ``encode`` is timed cold (a fresh chunk cache every run) and warm (the cache
-filled by an earlier pass over the same text). Prints a table; writes results/bpe.json.
+filled by an earlier pass over the same text). Pasted text: the lesson's training on 100 KB
+(the most it accepts) of the validation text, of one repeated character and of whitespace, and
+the time to read the default corpus with ``ast``. Prints a table; writes results/bpe.json.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from pathlib import Path
 import tiktoken
 
 from benchmarks.naive_bpe import train_naive
+from dashboard.lessons.bpe import MAX_PASTE_BYTES, train_trace
 from models.bpe import Tokenizer, train
-from models.corpus import load, split
+from models.corpus import split, stdlib_docstrings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -46,7 +51,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     args = parser.parse_args(argv)
 
-    train_text, val_text = split(load().text)
+    read_s, corpus = _timed(stdlib_docstrings, 1)
+    train_text, val_text = split(corpus.text)  # load() without a file is this corpus
     if args.quick:
         train_text = train_text[:200_000]
     runs = 1 if args.quick else 3
@@ -56,6 +62,20 @@ def main(argv: list[str] | None = None) -> dict:
     ours_s, merges = _timed(lambda: train(train_text, args.vocab), runs)
     naive_s, naive_merges = _timed(lambda: train_naive(train_text, args.vocab), 1)
     assert merges == naive_merges, "incremental and naive training disagree"
+    traced_s, trace = _timed(lambda: train_trace(train_text, args.vocab), runs)
+    assert list(trace.merges) == merges, "traced training differs from train"
+
+    # the lesson's pasted-text training: 100 KB, the most the page accepts
+    val_bytes = val_text.encode("utf-8")
+    pasted = {
+        "prose": val_bytes[:MAX_PASTE_BYTES].decode("utf-8", "ignore"),
+        "one_char": "x" * MAX_PASTE_BYTES,
+        "whitespace": " " * MAX_PASTE_BYTES,
+    }
+    paste_s = {}
+    for name, text in pasted.items():
+        assert len(text.encode("utf-8")) <= MAX_PASTE_BYTES
+        paste_s[name] = _timed(lambda text=text: train_trace(text, args.vocab), 3)[0]
 
     tok = Tokenizer.from_merges(merges)
     enc = tiktoken.Encoding(
@@ -90,6 +110,12 @@ def main(argv: list[str] | None = None) -> dict:
         "encode_tiktoken_mb_s": round(val_mb / tik_s, 3),
         "tiktoken_over_ours_cold": round(cold_s / tik_s, 1),
         "tiktoken_over_ours_warm": round(warm_s / tik_s, 1),
+        "train_traced_s": round(traced_s, 4),
+        "traced_speedup": round(naive_s / traced_s, 1),
+        "read_corpus_s": round(read_s, 3),
+        "paste_100kb_prose_s": round(paste_s["prose"], 4),
+        "paste_100kb_one_char_s": round(paste_s["one_char"], 4),
+        "paste_100kb_whitespace_s": round(paste_s["whitespace"], 4),
         "identical_merges": True,
         "identical_ids": True,
         "python": platform.python_version(),
@@ -104,6 +130,10 @@ def main(argv: list[str] | None = None) -> dict:
         "   reference = naive recount; identical merges"
     )
     print(
+        f"{'traced train (s)':28}{traced_s:12.3f}{naive_s:12.3f}{naive_s / traced_s:12.1f}x"
+        "   traced = train + compression replay (the lesson)"
+    )
+    print(
         f"{'encode cold cache (MB/s)':28}{val_mb / cold_s:12.2f}{val_mb / tik_s:12.2f}"
         f"{tik_s / cold_s:12.2f}x   reference = tiktoken; identical ids"
     )
@@ -111,6 +141,12 @@ def main(argv: list[str] | None = None) -> dict:
         f"{'encode warm cache (MB/s)':28}{val_mb / warm_s:12.2f}{val_mb / tik_s:12.2f}"
         f"{tik_s / warm_s:12.2f}x"
     )
+    print(
+        f"{'train on 100 KB pasted (s)':28}{paste_s['prose']:12.3f}"
+        f"   one repeated char {paste_s['one_char']:.3f} s, whitespace only "
+        f"{paste_s['whitespace']:.3f} s"
+    )
+    print(f"{'read default corpus (s)':28}{read_s:12.3f}   ast over the stdlib, once per process")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "bpe.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
