@@ -31,6 +31,7 @@ from models.bpe import train as train_bpe
 from models.checkpoint import save_weights
 from models.export import check_parity, export_onnx, parity
 from models.gpt import GPT, GPTConfig
+from models.lowp import write_variants
 from models.runtime import MANIFEST_NAME, STATIC_DIR, sha256_file
 from models.train import TrainConfig, train
 
@@ -178,6 +179,7 @@ def export_and_record(model: GPT, tok: Tokenizer, out: Path, name: str, extra: d
     errors = parity(model, path)
     check_parity(errors)
     weights = save_weights(model, out / f"{name}.safetensors")
+    variants = write_variants(out, {"file": path.name})  # fp16 and emulated bf16 graphs
     print(
         f"[export] {path.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t0:.1f}s; "
         f"parity max|torch-ort| = {max(errors.values()):.2e}"
@@ -199,6 +201,7 @@ def export_and_record(model: GPT, tok: Tokenizer, out: Path, name: str, extra: d
             "special_tokens": tok.special_tokens,
         },
         "parity_max_abs_error": errors,
+        "variants": variants,
         "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
         **extra,

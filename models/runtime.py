@@ -4,20 +4,27 @@
 - provider ``auto`` (CUDA when onnxruntime-gpu and a GPU are present, else CPU), ``cpu`` or
   ``cuda``; the provider that actually runs is reported, never assumed;
 - intra-op threads bounded and not spinning, so serving never starves the Tornado loop;
-- an LRU cache of forward passes keyed by model and token ids, so that temperature, top-k
-  and top-p changes reuse cached logits instead of re-running the model.
+- an LRU cache of forward passes keyed by model, token ids and precision, so that
+  temperature, top-k and top-p changes reuse cached logits instead of re-running the model;
+- the same model at lower precision (``precision="fp16"`` or ``"bf16"``): the graphs that
+  ``python -m models.lowp`` writes next to the fp32 file, listed in the manifest entry's
+  ``variants`` (fp16: a float16 graph; bf16: emulated with Cast round trips);
+- the trained weights read from the safetensors file with numpy alone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import struct
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 import onnxruntime as ort
 
@@ -27,9 +34,11 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 MANIFEST_NAME = "manifest.json"
 OUTPUTS = ("logits", "attn_scores", "attn_probs", "hidden")
 PROVIDERS = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "fp16", "bf16")
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
 REBUILD_HINT = "Rebuild the models with `make build`."
+LOWP_HINT = "Write the lower-precision variants with `python -m models.lowp`."
 
 
 class EngineError(RuntimeError):
@@ -48,6 +57,7 @@ class Forward:
     hidden: np.ndarray  # (n_layer + 1, T, d_model)
     seconds: float  # wall time of the ONNX Runtime call
     provider: str  # the execution provider that ran it
+    precision: str = "fp32"  # which graph ran: fp32, fp16 or bf16 (see models.lowp)
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,55 @@ def load_manifest(static_dir: Path = STATIC_DIR) -> dict:
     return manifest
 
 
+# -- safetensors, read without torch -----------------------------------------------------------
+_ST_DTYPES = {
+    "F64": np.dtype("<f8"),
+    "F32": np.dtype("<f4"),
+    "F16": np.dtype("<f2"),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "I64": np.dtype("<i8"),
+    "I32": np.dtype("<i4"),
+    "I16": np.dtype("<i2"),
+    "I8": np.dtype("i1"),
+    "U8": np.dtype("u1"),
+    "BOOL": np.dtype("?"),
+}
+
+
+def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
+    """Every tensor of a safetensors file, as read-only numpy arrays (file order).
+
+    The format is small enough to read directly: an 8-byte little-endian header length, a
+    JSON header (name -> dtype, shape, byte offsets into the data that follows), the data.
+    Raises ``ValueError`` for a file that does not follow it."""
+    raw = Path(path).read_bytes()
+    if len(raw) < 8:
+        raise ValueError(f"{path}: too short for a safetensors file")
+    (n,) = struct.unpack("<Q", raw[:8])
+    if n > len(raw) - 8:
+        raise ValueError(f"{path}: header length {n} runs past the end of the file")
+    try:
+        header = json.loads(raw[8 : 8 + n])
+    except ValueError as err:
+        raise ValueError(f"{path}: unreadable header ({err})") from None
+    data = memoryview(raw)[8 + n :]
+    out = {}
+    for name, spec in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype = _ST_DTYPES[spec["dtype"]]
+            shape = tuple(int(d) for d in spec["shape"])
+            begin, end = (int(o) for o in spec["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}: tensor {name!r} has an unusable entry {spec}") from None
+        if not 0 <= begin <= end <= len(data) or end - begin != dtype.itemsize * math.prod(shape):
+            raise ValueError(f"{path}: tensor {name!r} has wrong byte offsets {begin}..{end}")
+        array = np.frombuffer(data[begin:end], dtype=dtype).reshape(shape)
+        out[name] = array
+    return out
+
+
 class Engine:
     """Runs the manifest's models. Cheap to create; sessions are shared per process."""
 
@@ -139,10 +198,11 @@ class Engine:
         self.threads = threads
         self.manifest = load_manifest(self.static_dir)
         self._entries = {m["name"]: m for m in self.manifest["models"]}
-        self._cache: OrderedDict[tuple[str, tuple[int, ...]], Forward] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, tuple[int, ...], str], Forward] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._tokenizers: dict[str, Tokenizer] = {}
+        self._weights: dict[str, dict[str, np.ndarray]] = {}
         self.forward_calls = 0  # ONNX Runtime runs, not cache hits (tests count these)
 
     # -- the manifest -------------------------------------------------------------------------
@@ -167,24 +227,47 @@ class Engine:
     def config(self, model: str) -> dict:
         return self.entry(model)["config"]
 
+    def precisions(self, model: str) -> list[str]:
+        """The precisions ``model`` can run at: fp32, and each variant the manifest lists."""
+        variants = self.entry(model).get("variants") or {}
+        return ["fp32"] + [p for p in PRECISIONS[1:] if p in variants]
+
+    def variant(self, model: str, precision: str) -> dict:
+        """The manifest's record of a lower-precision graph: file, sha256, how it was made
+        (``native_ops``, ``emulated_ops``, ``description``)."""
+        if precision not in PRECISIONS[1:]:
+            raise EngineError(
+                f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
+            )
+        record = (self.entry(model).get("variants") or {}).get(precision)
+        if not record:
+            raise EngineError(
+                f"{model} has no {precision} variant in {self.static_dir / MANIFEST_NAME}. "
+                f"{LOWP_HINT}"
+            )
+        return record
+
     # -- sessions and tokenizers --------------------------------------------------------------
-    def _session(self, model: str) -> _Session:
-        entry = self.entry(model)
-        path = self.static_dir / entry["file"]
+    def _session(self, model: str, precision: str = "fp32") -> _Session:
+        if precision == "fp32":
+            record, hint = self.entry(model), REBUILD_HINT
+        else:
+            record, hint = self.variant(model, precision), LOWP_HINT
+        path = self.static_dir / record["file"]
         key = (str(path), self.provider_request, self.threads)
         with _SESSIONS_LOCK:
             if key not in _SESSIONS:
-                _SESSIONS[key] = self._open(path, entry)
+                _SESSIONS[key] = self._open(path, record, hint)
             return _SESSIONS[key]
 
-    def _open(self, path: Path, entry: dict) -> _Session:
+    def _open(self, path: Path, entry: dict, hint: str = REBUILD_HINT) -> _Session:
         if not path.is_file():
-            raise EngineError(f"model file {path} is missing. {REBUILD_HINT}")
+            raise EngineError(f"model file {path} is missing. {hint}")
         expected = entry.get("sha256")
         if expected and sha256_file(path) != expected:
             raise EngineError(
                 f"model file {path} does not match the manifest (sha256 differs): it is "
-                f"corrupt or from another build. {REBUILD_HINT}"
+                f"corrupt or from another build. {hint}"
             )
         providers, notice = resolve_providers(self.provider_request)
         try:
@@ -192,20 +275,18 @@ class Engine:
                 str(path), sess_options=session_options(self.threads), providers=providers
             )
         except Exception as err:  # ORT raises several types for unreadable graphs
-            raise EngineError(
-                f"model file {path} could not be loaded ({err}). {REBUILD_HINT}"
-            ) from None
+            raise EngineError(f"model file {path} could not be loaded ({err}). {hint}") from None
         used = session.get_providers()[0]
         if providers[0] == _CUDA and used != _CUDA:
             notice = "The CUDA execution provider failed to start; running on CPU."
         names = {o.name for o in session.get_outputs()}
         if missing := [n for n in OUTPUTS if n not in names]:
-            raise EngineError(f"model file {path} lacks outputs {missing}. {REBUILD_HINT}")
+            raise EngineError(f"model file {path} lacks outputs {missing}. {hint}")
         return _Session(session, used, notice)
 
-    def provider(self, model: str) -> str:
+    def provider(self, model: str, precision: str = "fp32") -> str:
         """The execution provider that actually runs ``model`` (e.g. CPUExecutionProvider)."""
-        return self._session(model).provider
+        return self._session(model, precision).provider
 
     def provider_notice(self, model: str) -> str:
         return self._session(model).notice
@@ -218,6 +299,18 @@ class Engine:
             except (OSError, ValueError) as err:
                 raise EngineError(f"tokenizer for {model!r}: {err}. {REBUILD_HINT}") from None
         return self._tokenizers[model]
+
+    def weights(self, model: str) -> dict[str, np.ndarray]:
+        """``model``'s trained weights (name -> read-only array), read once, without torch."""
+        if model not in self._weights:
+            name = self.entry(model).get("weights_file")
+            if not name:
+                raise EngineError(f"the manifest lists no weights file for {model}. {REBUILD_HINT}")
+            try:
+                self._weights[model] = read_safetensors(self.static_dir / name)
+            except (OSError, ValueError) as err:
+                raise EngineError(f"weights of {model}: {err}. {REBUILD_HINT}") from None
+        return self._weights[model]
 
     # -- running ------------------------------------------------------------------------------
     def validate_ids(self, model: str, ids) -> tuple[int, ...]:
@@ -233,20 +326,34 @@ class Engine:
             raise EngineError(f"token ids must lie in [0, {cfg['vocab_size']})")
         return ids
 
-    def run(self, model: str, ids) -> Forward:
-        """Forward pass of ``model`` over ``ids`` (cached by model and ids)."""
+    def run(self, model: str, ids, precision: str = "fp32") -> Forward:
+        """Forward pass of ``model`` over ``ids`` (cached by model, ids and precision).
+
+        ``precision`` "fp16" or "bf16" runs the variant graph (``python -m models.lowp``);
+        its outputs are float32 arrays holding fp16 / bf16 values."""
+        if precision not in PRECISIONS:
+            raise EngineError(
+                f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
+            )
         ids = self.validate_ids(model, ids)
-        key = (model, ids)
+        key = (model, ids, precision)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        s = self._session(model)
+        s = self._session(model, precision)
         feed = {"input_ids": np.asarray([ids], dtype=np.int64)}
         t0 = time.perf_counter()
         outs = s.session.run(list(OUTPUTS), feed)
         seconds = time.perf_counter() - t0
-        result = Forward(model, ids, *(o[0] for o in outs), seconds=seconds, provider=s.provider)
+        result = Forward(
+            model,
+            ids,
+            *(o[0] for o in outs),
+            seconds=seconds,
+            provider=s.provider,
+            precision=precision,
+        )
         with self._lock:
             self.forward_calls += 1
             self._cache[key] = result

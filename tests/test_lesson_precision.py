@@ -855,3 +855,91 @@ def test_module_imports_neither_torch_nor_panel():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert out.stdout.strip() == "[]"
+
+
+# -- real runs at lower precision ------------------------------------------------------------------
+class _Run:
+    def __init__(self, logits, attn_scores, attn_probs, hidden):
+        self.logits, self.attn_scores, self.attn_probs, self.hidden = (
+            logits,
+            attn_scores,
+            attn_probs,
+            hidden,
+        )
+
+
+def _torch_layer_max(a, b) -> np.ndarray:
+    """Per-layer max |a − b| with torch; NaN counts as an infinite difference."""
+    d = torch.from_numpy(np.asarray(a, np.float64)) - torch.from_numpy(np.asarray(b, np.float64))
+    d = torch.nan_to_num(d.abs(), nan=math.inf)
+    return torch.amax(d, dim=tuple(range(1, d.ndim))).numpy()
+
+
+def test_compare_runs_against_torch_on_the_real_model():
+    from models.runtime import STATIC_DIR, Engine
+
+    engine = Engine(STATIC_DIR, provider="cpu")
+    name = engine.default_model
+    ids = engine.tokenizer(name).encode("Return the value of the file, or raise an error.")
+    ref = engine.run(name, ids)
+    for precision in ("fp16", "bf16"):
+        low = engine.run(name, ids, precision)
+        c = P.compare_runs(low, ref, precision)
+        n_layer = ref.attn_probs.shape[0]
+        assert c.name == precision
+        assert c.hidden_max_diff.shape == (n_layer + 1,) and c.probs_max_diff.shape == (n_layer,)
+        np.testing.assert_array_equal(c.hidden_max_diff, _torch_layer_max(low.hidden, ref.hidden))
+        np.testing.assert_array_equal(
+            c.probs_max_diff, _torch_layer_max(low.attn_probs, ref.attn_probs)
+        )
+        np.testing.assert_array_equal(
+            c.scores_max_diff, _torch_layer_max(low.attn_scores, ref.attn_scores)
+        )
+        tl, tr = torch.from_numpy(low.logits).double(), torch.from_numpy(ref.logits).double()
+        assert c.logits_max_diff == (tl - tr).abs().max().item() > 0
+        assert c.logits_max_rel == pytest.approx(c.logits_max_diff / tr.abs().max().item())
+        agree = torch.argmax(tl, -1) == torch.argmax(tr, -1)
+        assert c.agreement == agree.double().mean().item()
+        assert c.flips.tolist() == torch.nonzero(~agree).flatten().tolist()
+        np.testing.assert_array_equal(c.top1_ref, torch.argmax(tr, -1).numpy())
+        assert c.nonfinite == 0
+        # the embeddings are weights rounded once: the error there is within half an ulp
+        eps = P.format_info(precision).eps
+        assert c.hidden_max_diff[0] <= eps * np.abs(ref.hidden[0]).max()
+        assert (c.hidden_max_diff > 0).all()
+
+
+def test_compare_runs_nan_inf_and_flips():
+    rng = np.random.default_rng(5)
+    L, H, T, C, V = 2, 2, 3, 4, 5
+    ref = _Run(
+        rng.normal(size=(T, V)),
+        rng.normal(size=(L, H, T, T)),
+        rng.uniform(size=(L, H, T, T)),
+        rng.normal(size=(L + 1, T, C)),
+    )
+    low = _Run(
+        *(np.array(getattr(ref, k)) for k in ("logits", "attn_scores", "attn_probs", "hidden"))
+    )
+    low.hidden[2, 1, 3] = np.nan  # a broken value in the last block's output
+    low.attn_scores[0, 0, 0, 0] = -np.inf
+    low.logits[1] = ref.logits[1][::-1]  # position 1 now predicts another token
+    c = P.compare_runs(low, ref, "fp16")
+    assert c.hidden_max_diff.tolist() == [0.0, 0.0, math.inf]
+    assert c.scores_max_diff.tolist() == [math.inf, 0.0]
+    assert c.probs_max_diff.tolist() == [0.0, 0.0]
+    ref_top = ref.logits.argmax(-1)
+    flipped = ref_top[1] != low.logits[1].argmax()
+    assert c.flips.tolist() == ([1] if flipped else [])
+    assert c.agreement == pytest.approx(1 - flipped / T)
+    assert c.nonfinite == 2
+    # equal infinities are no difference
+    same = _Run(ref.logits, np.full((L, H, T, T), -np.inf), ref.attn_probs, ref.hidden)
+    assert P.compare_runs(same, same).scores_max_diff.tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="shapes differ"):
+        P.compare_runs(
+            _Run(
+                ref.logits[:2], *(getattr(ref, k) for k in ("attn_scores", "attn_probs", "hidden"))
+            ),
+            ref,
+        )

@@ -700,3 +700,68 @@ def mask_fill_demo(
                 )
             )
     return out
+
+
+# -- real runs at lower precision ------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunComparison:
+    """A lower-precision forward pass against the fp32 one over the same tokens.
+
+    Differences are max |low − fp32| in float64; a NaN on either side, or an inf on one side
+    only, counts as an infinite difference (the run broke there)."""
+
+    name: str  # the lower precision, e.g. "fp16"
+    hidden_max_diff: np.ndarray  # (n_layer + 1,): residual stream; 0 = after the embeddings
+    scores_max_diff: np.ndarray  # (n_layer,): scaled scores q·k/√d, before the mask
+    probs_max_diff: np.ndarray  # (n_layer,): attention probabilities, over heads and rows
+    logits_max_diff: float
+    logits_max_rel: float  # logits_max_diff / max |fp32 logit|
+    top1: np.ndarray  # (T,) next token predicted at each position by the low-precision run
+    top1_ref: np.ndarray  # (T,) by the fp32 run
+    agreement: float  # fraction of positions whose top-1 next token is the same
+    flips: np.ndarray  # positions where it differs
+    nonfinite: int  # inf or NaN values among the low-precision run's outputs
+
+
+def _abs_diff(a, b) -> np.ndarray:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    with np.errstate(invalid="ignore"):
+        d = np.abs(a - b)
+    same_inf = np.isinf(a) & (a == b)
+    return np.where(same_inf, 0.0, np.where(np.isnan(d), np.inf, d))
+
+
+def _max_over(d: np.ndarray, keep: int) -> np.ndarray:
+    """Max over every axis but the first ``keep``."""
+    return d.reshape(*d.shape[:keep], -1).max(axis=-1) if d.size else np.zeros(d.shape[:keep])
+
+
+def compare_runs(low, ref, name: str = "") -> RunComparison:
+    """Compare two forward passes (anything with ``logits`` (T, V), ``attn_scores`` and
+    ``attn_probs`` (L, H, T, T) and ``hidden`` (L + 1, T, C)): ``low`` at lower precision,
+    ``ref`` in fp32."""
+    dl = _abs_diff(low.logits, ref.logits)
+    logits_max = float(dl.max()) if dl.size else 0.0
+    ref_top = float(np.abs(np.asarray(ref.logits, dtype=np.float64)).max()) if dl.size else 0.0
+    top1 = np.argmax(np.nan_to_num(np.asarray(low.logits, np.float64), nan=-np.inf), axis=-1)
+    top1_ref = np.argmax(np.asarray(ref.logits, dtype=np.float64), axis=-1)
+    agree = top1 == top1_ref
+    nonfinite = sum(
+        int(np.count_nonzero(~np.isfinite(np.asarray(getattr(low, k)))))
+        for k in ("logits", "attn_scores", "attn_probs", "hidden")
+    )
+    return RunComparison(
+        name=name,
+        hidden_max_diff=_max_over(_abs_diff(low.hidden, ref.hidden), 1),
+        scores_max_diff=_max_over(_abs_diff(low.attn_scores, ref.attn_scores), 1),
+        probs_max_diff=_max_over(_abs_diff(low.attn_probs, ref.attn_probs), 1),
+        logits_max_diff=logits_max,
+        logits_max_rel=logits_max / ref_top if ref_top else logits_max,
+        top1=top1,
+        top1_ref=top1_ref,
+        agreement=float(agree.mean()) if agree.size else 1.0,
+        flips=np.flatnonzero(~agree),
+        nonfinite=nonfinite,
+    )
