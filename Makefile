@@ -59,6 +59,7 @@ bench: $(VENV)/.dev
 	$(PY) -m benchmarks.bench_runtime
 	$(PY) -m benchmarks.bench_bpe
 	$(PY) -m benchmarks.bench_browser
+	$(PY) -m benchmarks.bench_snapshot
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

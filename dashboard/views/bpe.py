@@ -645,7 +645,8 @@ class BpeLesson(LessonView):
         tail = ""
         if final:
             tail = (
-                f"<p>Final ids ({len(st.ids)}): <span class='tok'>"
+                # "num", not "tok": a long list of ids must wrap
+                f"<p>Final ids ({len(st.ids)}): <span class='num'>"
                 f"{_esc(' '.join(map(str, st.ids[:200])))}{' …' if len(st.ids) > 200 else ''}"
                 "</span> — the tokens the attention lesson shows.</p>"
             )
