@@ -54,6 +54,7 @@ class Shell(pn.viewable.Viewer):
         super().__init__(**params)
         s = self.state
         self._views: dict[str, LessonView] = {}
+        self._boxes: dict[str, pn.Column] = {}  # each visited lesson, hidden when not shown
         self.text = pn.widgets.TextAreaInput(
             name="Text",
             value=s.text,
@@ -86,7 +87,7 @@ class Shell(pn.viewable.Viewer):
         self.header_info = text_pane("", "header-info", margin=(0, 20), align="center")
         self.classroom_button = pn.widgets.Button(
             name="Normal mode" if s.classroom else "Classroom mode",
-            button_type="light",
+            color="light",
             align="center",
             width=260 if s.classroom else 150,
         )
@@ -96,7 +97,7 @@ class Shell(pn.viewable.Viewer):
             callback=self._snapshot,
             filename="anatomy-snapshot.html",
             label="Export snapshot",
-            button_type="light",
+            color="light",
             embed=False,
             align="center",
             sizing_mode="stretch_width",
@@ -164,13 +165,21 @@ class Shell(pn.viewable.Viewer):
 
     @param.depends("state.lesson", watch=True)
     def _show_lesson(self) -> None:
-        """Create the lesson's view on first visit (once per session) and show it."""
+        """Create the lesson's view on first visit (once per session) and show it.
+
+        Visited lessons stay in the page, hidden: switching back only toggles visibility
+        instead of sending the whole lesson to the browser again."""
         s = self.state
         if s.status != "ok" or s.lesson not in LESSONS:
             return
         if s.lesson not in self._views:
-            self._views[s.lesson] = LESSONS[s.lesson].view(state=s)
-        self.lesson_area.objects = [self._views[s.lesson]]
+            self._views[s.lesson] = view = LESSONS[s.lesson].view(state=s)
+            self._boxes[s.lesson] = pn.Column(view, margin=0, sizing_mode="stretch_width")
+            self.lesson_area.append(self._boxes[s.lesson])
+        # lessons off screen stop drawing (and catch up when shown again)
+        for name, view in self._views.items():
+            view.shown = name == s.lesson
+            self._boxes[name].visible = name == s.lesson
 
     @property
     def sidebar(self) -> list:
@@ -207,6 +216,10 @@ def build_template(shell: Shell) -> pn.template.FastListTemplate:
         header_background="#000000" if classroom else "#0b3d91",
         sidebar_width=460 if classroom else 330,
         main_layout=None,
+        # Panel's busy spinner is process-wide: every event of every session would update
+        # every session's spinner (40 students: 40 updates per keystroke), and it would tell a
+        # student the server is busy with someone else's work. The header's timing says enough.
+        busy_indicator=None,
         sidebar=shell.sidebar,
         main=shell.main,
         header=[shell.header_info, shell.classroom_button],

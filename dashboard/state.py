@@ -78,6 +78,21 @@ def get_engine() -> Engine:
         return _ENGINE
 
 
+def clear_engine_cache() -> None:
+    """Drop the shared engine's cached forward passes (the server does when its last session
+    closes: nobody is left to reuse them). Creates no engine."""
+    with _ENGINE_LOCK:
+        engine = _ENGINE
+    if engine is not None:
+        engine.clear_cache()
+
+
+def engine_cache_bytes() -> int:
+    """Bytes of forward passes the shared engine caches (0 before it exists)."""
+    with _ENGINE_LOCK:
+        return _ENGINE.cached_bytes if _ENGINE is not None else 0
+
+
 def reset_engine() -> None:
     """Forget the shared engine (tests, or after the static folder changes)."""
     global _ENGINE

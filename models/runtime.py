@@ -192,6 +192,7 @@ class Engine:
         provider: str = "auto",
         threads: int = 2,
         cache_size: int = 256,
+        cache_bytes: int = 64 << 20,
     ):
         self.static_dir = Path(static_dir)
         self.provider_request = check_provider(provider)
@@ -200,6 +201,10 @@ class Engine:
         self._entries = {m["name"]: m for m in self.manifest["models"]}
         self._cache: OrderedDict[tuple[str, tuple[int, ...], str], Forward] = OrderedDict()
         self._cache_size = cache_size
+        # a 128-token pass is ~2 MB (logits, scores, probabilities, hidden): bound the bytes
+        # too, or a class typing away would keep hundreds of MB after it has left
+        self._cache_bytes = cache_bytes
+        self._cached_bytes = 0
         self._lock = threading.Lock()
         self._tokenizers: dict[str, Tokenizer] = {}
         self._weights: dict[str, dict[str, np.ndarray]] = {}
@@ -356,7 +361,27 @@ class Engine:
         )
         with self._lock:
             self.forward_calls += 1
+            if key in self._cache:  # another thread ran the same pass meanwhile
+                self._cached_bytes -= _nbytes(self._cache[key])
             self._cache[key] = result
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self._cached_bytes += _nbytes(result)
+            while len(self._cache) > 1 and (
+                len(self._cache) > self._cache_size or self._cached_bytes > self._cache_bytes
+            ):
+                self._cached_bytes -= _nbytes(self._cache.popitem(last=False)[1])
         return result
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes of the forward passes held in the cache."""
+        return self._cached_bytes
+
+    def clear_cache(self) -> None:
+        """Forget every cached forward pass (the server does when its last session closes)."""
+        with self._lock:
+            self._cache.clear()
+            self._cached_bytes = 0
+
+
+def _nbytes(f: Forward) -> int:
+    return f.logits.nbytes + f.attn_scores.nbytes + f.attn_probs.nbytes + f.hidden.nbytes

@@ -292,3 +292,30 @@ def test_any_text_renders_as_its_tokens(server, browser, text):
     assert len(model_data(page, "heatmap-labels", "label")) == len(ids)
     assert page.errors == []
     page.close()
+
+
+def test_a_lesson_shown_again_has_caught_up(server, browser):
+    page = open_page(browser, server)
+    page.get_by_role("button", name="Causal mask").click()
+    page.wait_for_function("() => new URL(location.href).searchParams.get('lesson') === 'mask'")
+    text = "Attention is all you need"
+    page.locator("textarea").first.fill(text)
+    engine = Engine(STATIC_DIR)
+    n = len(engine.tokenizer(engine.default_model).encode(text))
+    page.wait_for_function(
+        """(n) => Bokeh.documents.map(d => d.get_model_by_name("mask-probs-labels"))
+                 .find(x => x).data.label.length === n""",
+        arg=n,
+        timeout=10_000,
+    )
+    page.get_by_role("button", name="Attention").click()
+    page.wait_for_function(
+        """() => { const m = Bokeh.documents.map(d => d.get_model_by_name("heatmap-labels"))
+                   .find(x => x);
+                   return m.data.label.map(l => l.split(": ").slice(1).join(": ")).join("")
+                     .replaceAll("·", " ") === "Attention is all you need"; }""",
+        timeout=10_000,
+    )
+    assert page.locator("textarea").first.is_visible()
+    assert page.errors == []
+    page.close()

@@ -218,3 +218,27 @@ def test_top_k_and_top_p_travel_in_the_url(engine):
     s3.sync_url(Location(search="?topk=0&topp=1.5&layer=1"))
     assert (s3.top_k, s3.top_p, s3.layer) == (None, 1.0, 1)
     assert "topk=0" in s3.notice and "topp=1.5" in s3.notice
+
+
+def test_lessons_off_screen_wait_and_catch_up(engine):
+    from dashboard.app import Shell
+
+    state = AnatomyState(engine=engine, lessons=["attention", "mask", "sampling"])
+    shell = Shell(state=state)
+    attention = shell._views["attention"]
+    state.lesson = "mask"
+    mask = shell._views["mask"]
+    assert (attention.shown, mask.shown) == (False, True)
+
+    state.text = "A new sentence for the mask."
+    n = len(state.ids)
+    heatmap = attention._heatmap.labels.data["label"]
+    assert len(mask._probs.labels.data["label"]) == n  # the lesson on screen follows at once
+    assert heatmap != state.labels  # the hidden one has not drawn...
+    state.layer = 1
+    state.lesson = "attention"  # ...until it is shown: then it shows the current state
+    assert attention._heatmap.labels.data["label"] == state.labels
+    np.testing.assert_array_equal(
+        attention._heatmap.source.data["image"][0], state.forward.attn_probs[1, state.head]
+    )
+    assert "Layer 1" in attention._heatmap.figure.title.text

@@ -159,3 +159,27 @@ def test_corrupt_model_file_without_checksum(copy_of_quick):
     (copy_of_quick / e.entry(e.default_model)["file"]).write_bytes(b"garbage" * 100)
     with pytest.raises(EngineError, match="could not be loaded.*make build"):
         e.run(e.default_model, [1])
+
+
+def test_cache_is_bounded_in_bytes_and_can_be_cleared():
+    e = Engine(cache_bytes=1)  # smaller than any pass: only the latest one is kept
+    model = e.default_model
+    ids = e.tokenizer(model).encode("Return the value of the file.")
+    e.run(model, ids)
+    one = e.cached_bytes
+    assert one > 0
+    e.run(model, ids[:-1])
+    assert e.cached_bytes < 2 * one  # the first pass was evicted...
+    calls = e.forward_calls
+    e.run(model, ids)
+    assert e.forward_calls == calls + 1  # ...so it runs again
+    roomy = Engine(cache_bytes=64 << 20)
+    roomy.run(model, ids)
+    roomy.run(model, ids[:-1])
+    calls = roomy.forward_calls
+    roomy.run(model, ids)
+    assert roomy.forward_calls == calls  # both kept: a cache hit
+    roomy.clear_cache()
+    assert roomy.cached_bytes == 0
+    roomy.run(model, ids)
+    assert roomy.forward_calls == calls + 1

@@ -15,7 +15,7 @@ import param
 from dashboard.lessons.attention import head_stage, query_detail
 from dashboard.state import STAGES
 from dashboard.views.plots import BarPlot, HeadGrid, MatrixPlot
-from dashboard.views.registry import LessonView
+from dashboard.views.registry import LessonView, when_shown
 from dashboard.views.widgets import choice_group, head_controls, labelled, text_pane
 
 
@@ -81,6 +81,7 @@ class AttentionLesson(LessonView):
         return f.attn_scores[s.layer, s.head], f.attn_probs[s.layer, s.head]
 
     @param.depends("state.forward", "state.layer", "state.head", "state.stage", watch=True)
+    @when_shown
     def _draw(self) -> None:
         s = self.state
         if s.forward is None:
@@ -97,12 +98,14 @@ class AttentionLesson(LessonView):
         self._detail()
 
     @param.depends("state.forward", watch=True)
+    @when_shown
     def _draw_grid(self) -> None:
         s = self.state
         if s.forward is not None:
             self._grid.update(s.forward.attn_probs, s.labels, s.layer, s.head)
 
     @param.depends("state.query", "state.key", watch=True)
+    @when_shown
     def _select(self) -> None:
         s = self.state
         if s.forward is not None:

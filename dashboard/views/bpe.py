@@ -27,7 +27,7 @@ from bokeh.models import ColumnDataSource, Range1d, Span
 
 from dashboard.lessons import bpe as B
 from dashboard.views.plots import styled_figure
-from dashboard.views.registry import LessonView
+from dashboard.views.registry import LessonView, when_shown
 from dashboard.views.widgets import css, labelled
 from models.bpe import Tokenizer, readable
 
@@ -546,6 +546,7 @@ class BpeLesson(LessonView):
         )
 
     # -- encode trace ---------------------------------------------------------------------------
+    @when_shown
     def _text_changed(self, *_events) -> None:
         s = self.state
         if s.engine is None or s.model is None:

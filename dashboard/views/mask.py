@@ -13,7 +13,7 @@ import param
 from dashboard.lessons.attention import fill_comparison, restage, variant_mask
 from dashboard.state import FILLS
 from dashboard.views.plots import MatrixPlot, score_range
-from dashboard.views.registry import LESSONS, LessonView
+from dashboard.views.registry import LESSONS, LessonView, when_shown
 from dashboard.views.widgets import choice_group, head_controls, labelled, text_pane, two_way
 
 MASK_TITLES = {
@@ -86,7 +86,7 @@ class MaskLesson(LessonView):
         self._story = text_pane("", "explain")
         self._precision = pn.widgets.Button(
             name="Why fp16 needs care: the precision lesson →",
-            button_type="light",
+            color="light",
             visible="precision" in LESSONS,
         )
         self._precision.on_click(lambda _e: setattr(s, "lesson", "precision"))
@@ -127,6 +127,7 @@ class MaskLesson(LessonView):
         "state.fill",
         watch=True,
     )
+    @when_shown
     def _draw(self) -> None:
         s = self.state
         self._window.visible = s.mask == "sliding"
@@ -150,6 +151,7 @@ class MaskLesson(LessonView):
         self._story.object = self._fill_story(scaled, allowed)
 
     @param.depends("state.query", "state.key", watch=True)
+    @when_shown
     def _select(self) -> None:
         if self.state.forward is not None:
             for plot in (self._mask, self._scores, self._masked, self._probs):

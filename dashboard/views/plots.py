@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from bokeh.core.properties import without_property_validation
 from bokeh.events import Tap
 from bokeh.models import (
     ColorBar,
@@ -187,6 +188,20 @@ return value.toFixed(4);
 """
 
 
+# Plot updates set values our own code built (lists of numbers and strings, arrays): Bokeh's
+# per-item property validation of them was half the cost of a keystroke.
+fast = without_property_validation
+
+
+def set_ticks(axis, ticks: Sequence[float]) -> None:
+    """Move an axis's ticks in place. A new FixedTicker per update would be a new model in the
+    document, and Bokeh then walks every model of the session again (~60 ms a keystroke)."""
+    if isinstance(axis.ticker, FixedTicker):
+        axis.ticker.ticks = list(ticks)
+    else:
+        axis.ticker = FixedTicker(ticks=list(ticks))
+
+
 def thinned_ticks(n: int, pixels: int, px_per_label: int) -> list[int]:
     """Tick positions for ``n`` tokens on ``pixels``: all of them when they fit, else every k-th."""
     if n <= 0:
@@ -301,6 +316,7 @@ class MatrixPlot:
 
         self.figure.on_event(Tap, _tap)
 
+    @fast
     def update(
         self,
         matrix: np.ndarray,
@@ -327,7 +343,7 @@ class MatrixPlot:
         overrides = {i: tick_label(labels[i], self.style) for i in ticks}
         fig = self.figure
         for axis in (*fig.xaxis, *fig.yaxis):
-            axis.ticker = FixedTicker(ticks=ticks)
+            set_ticks(axis, ticks)
             axis.major_label_overrides = overrides
         fig.x_range.update(start=-0.5, end=n - 0.5)
         fig.y_range.update(start=n - 0.5, end=-0.5)
@@ -337,6 +353,7 @@ class MatrixPlot:
         self.source.data = dict(image=[_clean(matrix)], x=[-0.5], y=[-0.5], dw=[n], dh=[n])
         self.select(selected)
 
+    @fast
     def select(self, selected: tuple[int, int] | None) -> None:
         """Outline the selected query's row and the selected (query, key) cell."""
         n = len(self.labels.data["label"])
@@ -433,6 +450,7 @@ class HeadGrid:
 
         self.figure.on_event(Tap, _tap)
 
+    @fast
     def update(self, probs: np.ndarray, labels: Sequence[str], layer: int, head: int) -> None:
         """Show ``probs`` (n_layer, n_head, T, T) with (layer, head) outlined."""
         n_layer, n_head, t, _ = probs.shape
@@ -449,8 +467,10 @@ class HeadGrid:
         fig = self.figure
         fig.x_range.update(start=-0.5, end=width - 0.5)
         fig.y_range.update(start=height - 0.5, end=-0.5)
-        fig.xaxis.ticker = FixedTicker(ticks=[h * size + (t - 1) / 2 for h in range(n_head)])
-        fig.yaxis.ticker = FixedTicker(ticks=[lay * size + (t - 1) / 2 for lay in range(n_layer)])
+        for axis in fig.xaxis:
+            set_ticks(axis, [h * size + (t - 1) / 2 for h in range(n_head)])
+        for axis in fig.yaxis:
+            set_ticks(axis, [lay * size + (t - 1) / 2 for lay in range(n_layer)])
         fig.xaxis.major_label_overrides = {h * size + (t - 1) / 2: str(h) for h in range(n_head)}
         fig.yaxis.major_label_overrides = {
             lay * size + (t - 1) / 2: str(lay) for lay in range(n_layer)
@@ -458,6 +478,7 @@ class HeadGrid:
         self.source.data = dict(image=[canvas], x=[-0.5], y=[-0.5], dw=[width], dh=[height])
         self.select(layer, head)
 
+    @fast
     def select(self, layer: int, head: int) -> None:
         _, _, t = self.shape
         size = t + self.meta.data["gap"][0]
@@ -498,6 +519,7 @@ class BarPlot:
         )
         self.figure = fig
 
+    @fast
     def update(self, row: np.ndarray, labels: Sequence[str], key: int, title: str) -> None:
         n = len(row)
         row = np.nan_to_num(np.asarray(row, dtype=np.float64), nan=0.0)
@@ -505,7 +527,8 @@ class BarPlot:
         colors = [self.style.accent if j == key else "#4c78a8" for j in range(n)]
         if self.style.classroom:
             colors = [self.style.accent if j == key else "#6fa8dc" for j in range(n)]
-        self.figure.xaxis.ticker = FixedTicker(ticks=ticks)
+        for axis in self.figure.xaxis:
+            set_ticks(axis, ticks)
         self.figure.xaxis.major_label_overrides = {
             i: tick_label(labels[i], self.style) for i in ticks
         }

@@ -22,7 +22,7 @@ from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Legend, Legen
 
 from dashboard.lessons import precision as P
 from dashboard.views.plots import styled_figure
-from dashboard.views.registry import LessonView
+from dashboard.views.registry import LessonView, when_shown
 from dashboard.views.widgets import text_pane
 from models.runtime import EngineError
 
@@ -437,6 +437,7 @@ class PrecisionLesson(LessonView):
 
     @param.depends("tensor", "state.forward", watch=True)
     @_held
+    @when_shown
     def _draw_histogram(self) -> None:
         self.tensor_select.value = self.tensor
         try:
@@ -532,6 +533,7 @@ class PrecisionLesson(LessonView):
 
     @param.depends("state.forward", watch=True)
     @_held
+    @when_shown
     def _draw_runs(self) -> None:
         s = self.state
         ref = s.forward
@@ -596,6 +598,7 @@ class PrecisionLesson(LessonView):
 
     # -- the masking demo --------------------------------------------------------------------------
     @param.depends("state.layer", "state.head", watch=True)
+    @when_shown
     def _draw_mask(self) -> None:
         s = self.state
         if s.forward is None:

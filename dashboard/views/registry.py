@@ -12,6 +12,7 @@ in links. Views are created lazily, once per browser session.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import panel as pn
@@ -30,10 +31,35 @@ class LessonView(pn.viewable.Viewer):
     """
 
     state = param.ClassSelector(class_=AnatomyState, doc="The session's linked state.")
+    shown = param.Boolean(default=True, doc="On screen now (the shell sets it).")
 
     def __init__(self, **params):
+        self._pending: dict[str, tuple] = {}
         super().__init__(**params)
         self.style: PlotStyle = plot_style(self.state.classroom)
+
+    @param.depends("shown", watch=True)
+    def _catch_up(self) -> None:
+        """Back on screen: redraw what changed while another lesson was shown."""
+        if self.shown:
+            pending, self._pending = self._pending, {}
+            for method, args, kwargs in pending.values():
+                method(self, *args, **kwargs)
+
+
+def when_shown(method):
+    """For a lesson's drawing watchers: run now if the lesson is on screen, else once, later,
+    when it is shown again. A session that visited every lesson then pays for one lesson per
+    keystroke, not for all of them (what lets one server hold a classroom)."""
+
+    @functools.wraps(method)
+    def wrapper(self: LessonView, *args, **kwargs):
+        if self.shown:
+            return method(self, *args, **kwargs)
+        self._pending[method.__name__] = (method, args, kwargs)  # only the latest call counts
+        return None
+
+    return wrapper
 
 
 @dataclass(frozen=True)

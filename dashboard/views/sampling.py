@@ -33,8 +33,8 @@ from bokeh.models import (
 )
 
 from dashboard.lessons import sampling as S
-from dashboard.views.plots import PlotStyle, style_axis, styled_figure, thinned_ticks
-from dashboard.views.registry import LessonView
+from dashboard.views.plots import PlotStyle, fast, style_axis, styled_figure, thinned_ticks
+from dashboard.views.registry import LessonView, when_shown
 from dashboard.views.widgets import labelled, text_pane, two_way
 from models.bpe import Tokenizer, readable
 
@@ -192,6 +192,7 @@ class NextTokenBars:
         )
         self.figure = fig
 
+    @fast
     def update(self, rows: dict, title: str) -> None:
         n = len(rows["x"])
         heights = [max(a, b) for a, b in zip(rows["tempered"], rows["final"], strict=True)]
@@ -318,6 +319,7 @@ class TemperatureCurves:
         h.add_layout(self.h_span)
         self.figure, self.entropy_figure = p, h
 
+    @fast
     def update(self, curves: S.Curves, labels: list[str], plain: S.Curves | None) -> None:
         x = curves.temperatures.tolist()
         for i, src in enumerate(self.lines):
@@ -681,6 +683,7 @@ class SamplingLesson(LessonView):
         "state.forward", "state.query", "state.temperature", "top_k", "top_p", "top_n", watch=True
     )
     @_held
+    @when_shown
     def _draw(self) -> None:
         s = self.state
         if s.forward is None:
@@ -721,6 +724,7 @@ class SamplingLesson(LessonView):
 
     @param.depends("state.forward", "state.query", "top_k", "top_p", watch=True)
     @_held
+    @when_shown
     def _draw_curves(self) -> None:
         s = self.state
         if s.forward is None:

@@ -50,7 +50,7 @@ def choice_group(
     group = pn.widgets.RadioButtonGroup(
         options=options,
         value=getattr(state, name),
-        button_type="primary",
+        color="primary",
         button_style="outline",
         **params,
     )
