@@ -9,10 +9,11 @@ ARGS   ?=
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: serve test build bench lint clean help chromium
+.PHONY: serve classroom test build bench lint clean help chromium
 
 help:
 	@echo "make serve   set up, build what is missing, serve the dashboard on 127.0.0.1:5006"
+	@echo "make classroom  the same for a class: every interface, classroom mode, 2 workers"
 	@echo "make test    set up (torch, test tools, Chromium) and run the whole test suite"
 	@echo "make build   retrain the tokenizer and model and re-export static/ (about 5 min)"
 	@echo "make bench   run the benchmarks (prints ratios against reference implementations)"
@@ -38,6 +39,10 @@ serve: $(VENV)/.run
 	@test -f static/manifest.json || $(MAKE) static/manifest.json
 	$(PY) panel_serve.py $(ARGS)
 
+# A class on the local network: prints the address to give students.
+classroom: ARGS := --classroom --address 0.0.0.0 --num-procs 2 $(ARGS)
+classroom: serve
+
 build: $(VENV)/.dev
 	$(PY) -m models.build $(ARGS)
 
@@ -60,6 +65,7 @@ bench: $(VENV)/.dev
 	$(PY) -m benchmarks.bench_bpe
 	$(PY) -m benchmarks.bench_browser
 	$(PY) -m benchmarks.bench_snapshot
+	$(PY) -m benchmarks.load
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

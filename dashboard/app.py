@@ -241,4 +241,7 @@ def create_app(classroom: bool | None = None) -> pn.template.FastListTemplate:
         in_url = False
     if not in_url and (env_flag(ENV_CLASSROOM) if classroom is None else classroom):
         state.classroom = True
+    from dashboard import sessions
+
+    sessions.register(state)  # counted while the tab is open, forgotten when it closes
     return build_template(Shell(state=state))

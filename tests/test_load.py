@@ -1,0 +1,107 @@
+"""A classroom in miniature: real websocket sessions against a real server, then freed.
+
+The short version of ``python -m benchmarks.load``: a few sessions for a few seconds, each
+typing, picking heads and sliding the temperature through the Bokeh websocket protocol,
+exactly as a browser tab does. Asserted: no errors anywhere (client or server log), every
+kind of update answered, and after the tabs close every session is destroyed and its state
+collected. No timing is asserted; the figures are the benchmark's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+
+import pytest
+
+from benchmarks import load
+from dashboard.sessions import STATS_PATH
+
+
+@pytest.fixture(scope="module")
+def server():
+    # a short unused-session lifetime, so that closed tabs are freed within the test
+    with load.server(num_procs=1, lifetime=1.0) as (url, proc, log):
+        yield url, proc, log
+
+
+def test_short_load_has_no_errors_and_frees_every_session(server):
+    url, _proc, log = server
+    before = load.fetch_stats(url)
+
+    async def scenario():
+        result = await load.run_load(url, n_sessions=3, seconds=5)
+        return result, await load.wait_freed(url, timeout=30)
+
+    result, freed = asyncio.run(scenario())
+    assert result["errors"] == 0, result["error_samples"]
+    assert result["sessions"] == 3
+    kinds = result["latency_by_kind_ms"]
+    assert kinds["type"]["n"] >= 3 * 5, kinds  # each session typed for five seconds
+    assert load.log_errors(log) == []
+    # every page opened was destroyed after its websocket closed...
+    assert freed["live"] == 0 and not freed.get("timed_out"), freed
+    assert freed["closed"] - before["closed"] == freed["opened"] - before["opened"] >= 3
+    # ...and its AnatomyState collected: no state of a closed session is still reachable
+    # (at most the very last one, which Panel's current-document context may still name)
+    assert freed["leaked"] <= 1, freed
+    # and with the class gone, the engine's cached forward passes went too
+    assert freed["cache_kib"] == 0, freed
+
+
+def test_stats_endpoint_says_nothing_private(server):
+    url, _proc, _log = server
+    with urllib.request.urlopen(url.rstrip("/") + STATS_PATH, timeout=5) as r:
+        stats = json.loads(r.read())
+        assert r.headers["Content-Type"].startswith("application/json")
+    assert set(stats) == {
+        "pid", "live", "opened", "closed", "leaked", "collecting", "cache_kib", "rss_kib"
+    }  # fmt: skip
+    assert all(isinstance(v, int) for v in stats.values())
+
+
+def test_the_command_line_server_runs_on_the_c_allocator(server):
+    """python panel_serve.py re-executes itself once with PYTHONMALLOC=malloc (its docstring
+    says why), keeping its process id and options."""
+    url, proc, _log = server
+    environ = open(f"/proc/{proc.pid}/environ", "rb").read().split(b"\0")
+    cmdline = open(f"/proc/{proc.pid}/cmdline", "rb").read().split(b"\0")
+    assert b"PYTHONMALLOC=malloc" in environ
+    assert b"--session-lifetime" in cmdline and b"panel_serve.py" in cmdline[1]
+    assert load.fetch_stats(url)["pid"] == proc.pid
+
+
+def test_several_worker_processes_serve_sessions():
+    """--num-procs 2: two forked workers answer pages and websockets (each opens its own ONNX
+    Runtime session after the fork; the parent never runs the model)."""
+    with load.server(num_procs=2, lifetime=1.0) as (url, proc, log):
+        pids = {load.fetch_stats(url)["pid"] for _ in range(30)}
+        assert proc.pid not in pids  # the parent only supervises
+        assert load.tree_rss_kib(proc.pid) > load.tree_rss_kib(next(iter(pids)))
+
+        async def scenario():
+            return await load.run_load(url, n_sessions=4, seconds=3)
+
+        result = asyncio.run(scenario())
+        assert result["errors"] == 0, result["error_samples"]
+        assert result["latency_by_kind_ms"]["type"]["n"] >= 4
+        assert load.log_errors(log) == []
+
+
+def test_this_bokeh_supports_batched_changes():
+    # dashboard/sessions.py leans on Bokeh internals for its 2-3x lower latency under load:
+    # a Bokeh without them must fail here, not silently serve a class slowly
+    from bokeh.document import Document
+
+    from dashboard.sessions import batching_supported
+
+    assert batching_supported(Document())
+
+
+def test_no_process_wide_busy_spinner():
+    # Panel's busy indicator is shared by every session of a process: each event would
+    # update all of them (quadratic in the class size)
+    from dashboard.app import create_app
+
+    assert create_app().busy_indicator is None
