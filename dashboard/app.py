@@ -54,7 +54,8 @@ class Shell(pn.viewable.Viewer):
         super().__init__(**params)
         s = self.state
         self._views: dict[str, LessonView] = {}
-        self._boxes: dict[str, pn.Column] = {}  # each visited lesson, hidden when not shown
+        # each visited lesson's layout, hidden when not shown
+        self._layouts: dict[str, pn.viewable.Viewable] = {}
         self.text = pn.widgets.TextAreaInput(
             name="Text",
             value=s.text,
@@ -174,12 +175,15 @@ class Shell(pn.viewable.Viewer):
             return
         if s.lesson not in self._views:
             self._views[s.lesson] = view = LESSONS[s.lesson].view(state=s)
-            self._boxes[s.lesson] = pn.Column(view, margin=0, sizing_mode="stretch_width")
-            self.lesson_area.append(self._boxes[s.lesson])
+            # The lesson's own layout goes in, not a Column around the view: wrapped so, the
+            # browser never reported the page ready (no `document_ready`), and Panel then
+            # dropped every plot update made inside a hold (tests/test_browser_views.py).
+            self._layouts[s.lesson] = view.__panel__()
+            self.lesson_area.append(self._layouts[s.lesson])
         # lessons off screen stop drawing (and catch up when shown again)
         for name, view in self._views.items():
             view.shown = name == s.lesson
-            self._boxes[name].visible = name == s.lesson
+            self._layouts[name].visible = name == s.lesson
 
     @property
     def sidebar(self) -> list:

@@ -8,6 +8,7 @@ are named in dashboard/views/).
 from __future__ import annotations
 
 import shutil
+import time
 import urllib.parse
 
 import numpy as np
@@ -292,6 +293,22 @@ def test_any_text_renders_as_its_tokens(server, browser, text):
     assert len(model_data(page, "heatmap-labels", "label")) == len(ids)
     assert page.errors == []
     page.close()
+
+
+@pytest.mark.parametrize("lesson", ["attention", "mask", "bpe", "sampling", "precision"])
+def test_every_lesson_page_tells_the_server_it_is_ready(server, browser, lesson):
+    """Panel forwards plot updates made inside a hold only once the page has sent Bokeh's
+    ``document_ready`` event; a page that never sends it silently loses them (a layout
+    wrapped around a lesson's view once did exactly that)."""
+    page = browser.new_page(viewport={"width": 1600, "height": 1200})
+    sent: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda f: sent.append(str(f))))
+    page.goto(f"{server}?lesson={lesson}")
+    deadline = time.monotonic() + 30
+    while not any('"document_ready"' in f for f in sent) and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    page.close()
+    assert any('"document_ready"' in f for f in sent), f"{len(sent)} frames, none document_ready"
 
 
 def test_a_lesson_shown_again_has_caught_up(server, browser):

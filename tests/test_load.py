@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -65,8 +66,8 @@ def test_the_command_line_server_runs_on_the_c_allocator(server):
     """python panel_serve.py re-executes itself once with PYTHONMALLOC=malloc (its docstring
     says why), keeping its process id and options."""
     url, proc, _log = server
-    environ = open(f"/proc/{proc.pid}/environ", "rb").read().split(b"\0")
-    cmdline = open(f"/proc/{proc.pid}/cmdline", "rb").read().split(b"\0")
+    environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
+    cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
     assert b"PYTHONMALLOC=malloc" in environ
     assert b"--session-lifetime" in cmdline and b"panel_serve.py" in cmdline[1]
     assert load.fetch_stats(url)["pid"] == proc.pid
