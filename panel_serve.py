@@ -25,8 +25,27 @@ import os
 import socket
 import sys
 
-from dashboard import sessions
-from dashboard.state import ENV_CLASSROOM, ENV_MODEL, ENV_PROVIDER, ENV_STATIC
+
+def use_system_malloc() -> None:
+    """Run this server under the C allocator (``PYTHONMALLOC=malloc``), by re-executing once.
+
+    Python's own small-object allocator keeps a 256 KiB arena as long as one object in it
+    lives, so after a class of 40 sessions closed the heap stays scattered with survivors and
+    the server keeps most of its peak (measured: +65% after vs before). glibc's malloc, which
+    ``sessions.release_memory`` trims, gives it back (+5%). Only the command line does this,
+    before anything heavy is imported; ``panel serve`` leaves the interpreter as it was.
+    """
+    if os.environ.get("PYTHONMALLOC"):
+        return
+    env = {**os.environ, "PYTHONMALLOC": "malloc"}
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
+if __name__ == "__main__":
+    use_system_malloc()
+
+from dashboard import sessions  # noqa: E402 - after the re-exec: panel takes a second to import
+from dashboard.state import ENV_CLASSROOM, ENV_MODEL, ENV_PROVIDER, ENV_STATIC  # noqa: E402
 
 LOCAL = ("127.0.0.1", "localhost")
 # Browsers send at most a 20,000-character text (the box's max_length): a few hundred KiB
@@ -144,21 +163,6 @@ def check_models() -> None:
         print(f"warning: {err}", file=sys.stderr)
 
 
-def use_system_malloc() -> None:
-    """Run this server under the C allocator (``PYTHONMALLOC=malloc``), by re-executing once.
-
-    Python's own small-object allocator keeps a 256 KiB arena as long as one object in it
-    lives, so after a class of 40 sessions closed the heap stays scattered with survivors and
-    the server keeps most of its peak (measured: +65% after vs before). glibc's malloc, which
-    ``sessions.release_memory`` trims, gives it back (+12%). Only the command line does this;
-    ``panel serve`` leaves the interpreter as it was started.
-    """
-    if os.environ.get("PYTHONMALLOC"):
-        return
-    env = {**os.environ, "PYTHONMALLOC": "malloc"}
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure(args)
@@ -194,7 +198,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    use_system_malloc()
     sys.exit(main())
 elif __name__.startswith("bokeh_app"):
     # `panel serve panel_serve.py [--args ...]`: this file runs once per browser session

@@ -57,7 +57,7 @@ class Shell(pn.viewable.Viewer):
         # each visited lesson's layout, hidden when not shown
         self._layouts: dict[str, pn.viewable.Viewable] = {}
         self.text = pn.widgets.TextAreaInput(
-            name="Text",
+            label="Text",
             value=s.text,
             placeholder="Type a sentence…",
             rows=4,
@@ -70,7 +70,7 @@ class Shell(pn.viewable.Viewer):
         self.text.param.watch(lambda e: setattr(s, "text", e.new), "value_input")
         s.param.watch(self._text_from_state, "text")
         self.model = pn.widgets.Select(
-            name="Model",
+            label="Model",
             options=list(s.param.model.objects),
             value=s.model,
             sizing_mode="stretch_width",
@@ -87,7 +87,7 @@ class Shell(pn.viewable.Viewer):
         two_way(self.chips, s, "query", prop="selected")
         self.header_info = text_pane("", "header-info", margin=(0, 20), align="center")
         self.classroom_button = pn.widgets.Button(
-            name="Normal mode" if s.classroom else "Classroom mode",
+            label="Normal mode" if s.classroom else "Classroom mode",
             color="light",
             align="center",
             width=260 if s.classroom else 150,

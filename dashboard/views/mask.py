@@ -73,19 +73,19 @@ class MaskLesson(LessonView):
         kind = choice_group(s, "mask", {title: key for key, title in MASK_TITLES.items()})
         fill = choice_group(s, "fill", {"−∞": "-inf", "−10⁹": "-1e9"})
         self._window = two_way(
-            pn.widgets.IntSlider(name="Window w", start=1, end=8, value=s.window, width=220),
+            pn.widgets.IntSlider(label="Window w", start=1, end=8, value=s.window, width=220),
             s,
             "window",
         )
         self._pad = two_way(
-            pn.widgets.IntSlider(name="Padding p", start=0, end=8, value=s.pad, width=220),
+            pn.widgets.IntSlider(label="Padding p", start=0, end=8, value=s.pad, width=220),
             s,
             "pad",
         )
         self._explain = text_pane("", "explain")
         self._story = text_pane("", "explain")
         self._precision = pn.widgets.Button(
-            name="Why fp16 needs care: the precision lesson →",
+            label="Why fp16 needs care: the precision lesson →",
             color="light",
             visible="precision" in LESSONS,
         )

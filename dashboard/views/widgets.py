@@ -51,7 +51,7 @@ def choice_group(
         options=options,
         value=getattr(state, name),
         color="primary",
-        button_style="outline",
+        variant="outline",
         **params,
     )
     return two_way(group, state, name)
