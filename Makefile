@@ -16,7 +16,7 @@ help:
 	@echo "make classroom  the same for a class: every interface, classroom mode, 2 workers"
 	@echo "make test    set up (torch, test tools, Chromium) and run the whole test suite"
 	@echo "make build   retrain the tokenizer and model and re-export static/ (about 5 min)"
-	@echo "make bench   run the benchmarks (prints ratios against reference implementations)"
+	@echo "make bench   run the benchmarks, about 8 min (ratios against reference implementations)"
 	@echo "make lint    ruff"
 
 # Run-time dependencies only: serving never needs torch.
