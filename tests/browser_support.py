@@ -126,3 +126,16 @@ def wait_ready(page, name: str = "heatmap-labels", timeout: float = 30_000) -> N
         timeout=timeout,
     )
     page.locator(".chip").first.wait_for(timeout=timeout)
+
+
+# A figure's title width in pixels, measured in the title's own font, and the room it has:
+# Bokeh starts the title above the frame's left edge and the canvas ends at the figure's width.
+JS_TITLE = """
+(name) => {
+  const fig = Bokeh.documents.map(d => d.get_model_by_name(name)).find(x => x);
+  const pv = Bokeh.index.find_one(fig);
+  const t = fig.title, ctx = document.createElement("canvas").getContext("2d");
+  ctx.font = `${t.text_font_style} ${t.text_font_size} ${t.text_font}`;
+  return {text: t.text, width: ctx.measureText(t.text).width, room: fig.width - pv.frame.bbox.left};
+}
+"""

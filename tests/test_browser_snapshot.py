@@ -19,7 +19,7 @@ from dashboard.lessons import sampling as S
 from dashboard.state import DEFAULT_TEXT
 from export.snapshot import Selection, export_snapshot
 from models.runtime import STATIC_DIR, Engine
-from tests.browser_support import launch, model_data
+from tests.browser_support import JS_TITLE, launch, model_data
 
 pytestmark = pytest.mark.browser
 
@@ -403,8 +403,14 @@ def _font_px(page, selector):
 
 
 def test_classroom_renders_large_text(browser, tmp_path, snapshot):
-    path = export_snapshot(tmp_path / "classroom.html", TEXT, classroom=True)
+    # query 8 is the text's longest token, "·exception": its title still fits its plot
+    path = export_snapshot(
+        tmp_path / "classroom.html", TEXT, classroom=True, selection=Selection(query=8)
+    )
     page = _open(browser, path)
+    title = page.evaluate(JS_TITLE, "detail-bars-figure")
+    assert "exception" in title["text"] or "excep" in title["text"], title
+    assert title["width"] <= title["room"], title
     normal = _open(browser, snapshot)
     for selector in (".snap-info", ".bk-tab", ".explain"):
         assert _font_px(page, selector) >= 2 * _font_px(normal, selector), selector

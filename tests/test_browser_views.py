@@ -17,7 +17,7 @@ from playwright.sync_api import sync_playwright
 
 from dashboard.state import DEFAULT_TEXT
 from models.runtime import STATIC_DIR, Engine
-from tests.browser_support import launch, model_data, serve, wait_ready
+from tests.browser_support import JS_TITLE, launch, model_data, serve, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -223,12 +223,15 @@ LESSON_PLOTS = {
 @pytest.mark.parametrize("lesson", list(LESSON_PLOTS))
 def test_classroom_lessons_fit_a_1920x1080_projector(server, browser, lesson):
     ready = {"mask": "mask-probs-labels", "sampling": "sampling-bars"}.get(lesson, "heatmap-labels")
-    page = open_page(browser, f"{server}?lesson={lesson}&classroom=true", 1920, 1080, ready)
+    # query 8 is the default text's longest token, "·exception"
+    page = open_page(browser, f"{server}?lesson={lesson}&classroom=true&q=8", 1920, 1080, ready)
     page.wait_for_timeout(500)  # let the layout settle
     for name in LESSON_PLOTS[lesson]:
         box = page.evaluate(JS_FRAME, name)
         assert box["top"] >= 0 and box["left"] >= 0, (name, box)
         assert box["bottom"] <= 1080 and box["right"] <= 1920, (name, box)
+        title = page.evaluate(JS_TITLE, name)
+        assert title["width"] <= title["room"], (name, title)  # not cut at the edge
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 1920
     assert page.errors == []
     page.close()

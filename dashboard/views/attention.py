@@ -14,7 +14,7 @@ import param
 
 from dashboard.lessons.attention import head_stage, query_detail
 from dashboard.state import STAGES
-from dashboard.views.plots import BarPlot, HeadGrid, MatrixPlot
+from dashboard.views.plots import BarPlot, HeadGrid, MatrixPlot, query_title
 from dashboard.views.registry import LessonView, when_shown
 from dashboard.views.widgets import choice_group, head_controls, labelled, text_pane
 
@@ -118,7 +118,7 @@ class AttentionLesson(LessonView):
         d = query_detail(scaled, probs, s.query, s.key)
         labels = s.labels
         q, k = html.escape(labels[s.query]), html.escape(labels[s.key])
-        self._bars.update(d["row"], labels, s.key, f"How query {labels[s.query]} attends")
+        self._bars.update(d["row"], labels, s.key, query_title(labels[s.query], self.style))
         masked = "" if d["allowed"] else " The causal mask removes this pair: it becomes −∞."
         self._pair.object = (
             f"<p>Query <b class='tok'>{q}</b> · key <b class='tok'>{k}</b>: "

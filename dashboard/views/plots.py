@@ -117,6 +117,21 @@ def tick_label(label: str, style: PlotStyle) -> str:
     return label if len(label) <= style.max_label else label[: style.max_label - 1] + "…"
 
 
+def query_title(label: str, style: PlotStyle) -> str:
+    """The title of a query's attention bars (a projector's large font has room for less)."""
+    short = tick_label(label, style)
+    return f"Query {short}" if style.classroom else f"How query {short} attends"
+
+
+def next_token_title(label: str, style: PlotStyle, temperature: str = "{T}") -> str:
+    """The title of the next-token chart after the token ``label`` (a snapshot fills in
+    ``{T}`` in the browser as the slider moves)."""
+    short = tick_label(label, style)
+    if style.classroom:
+        return f"Next after {short} (T = {temperature})"
+    return f"After {short}  →  next token (T = {temperature})"
+
+
 def styled_figure(style: PlotStyle, width: int, height: int, title: str, **kw) -> figure:
     fig = figure(
         width=width,

@@ -33,7 +33,14 @@ from bokeh.models import (
 )
 
 from dashboard.lessons import sampling as S
-from dashboard.views.plots import PlotStyle, fast, style_axis, styled_figure, thinned_ticks
+from dashboard.views.plots import (
+    PlotStyle,
+    fast,
+    next_token_title,
+    style_axis,
+    styled_figure,
+    thinned_ticks,
+)
 from dashboard.views.registry import LessonView, when_shown
 from dashboard.views.widgets import labelled, text_pane, two_way
 from models.bpe import Tokenizer, readable
@@ -714,9 +721,7 @@ class SamplingLesson(LessonView):
             chosen=[bool(i == chosen) for i in ids],
         )
         q = min(s.query, len(s.tokens) - 1)
-        self.bars.update(
-            rows, f"After {q}: {s.tokens[q]!s:.24}  →  next token (T = {s.temperature:g})"
-        )
+        self.bars.update(rows, next_token_title(s.labels[q], self.style, f"{s.temperature:g}"))
         self._summary(d, vocab, chosen)
         # the curves' tokens are d.order[:5] too (whichever of _draw/_draw_curves runs first)
         probs = [float(d.final[i]) for i in d.order[:CURVE_TOKENS]]

@@ -61,7 +61,7 @@ function draw_query() {
     xs.push(j);
   }
   bars.data = {x: xs, top: row, label: labels.slice(), color: colors};
-  bars_fig.title.text = `How query ${labels[q]} attends`;
+  bars_fig.title.text = bar_titles[q];
   selection.data = {x: [(T - 1) / 2, k], y: [q, q], w: [T, 1], h: [1, 1]};
   const score = data.data.scores[off + q * T + k];
   const masked = k <= q ? "" : " The causal mask removes this pair: it becomes −∞.";

@@ -121,7 +121,7 @@ function draw() {
     color: order.map((i) => (d.kept[i] ? kept_color : cut_color)),
   };
   axis.major_label_overrides = new Map(order.map((id, i) => [i, vocab.data.label[id]]));
-  fig.title.text = `After ${labels[pos]}: the next token at T = ${t.toFixed(2)}`;
+  fig.title.text = next_titles[pos].replace("{T}", t.toFixed(2));
   let h = 0, n_kept = 0;
   for (let i = 0; i < V; i++) {
     if (d.final[i] > 0) h -= d.final[i] * Math.log(d.final[i]);

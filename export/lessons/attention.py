@@ -12,7 +12,14 @@ from bokeh.models import ColumnDataSource, RadioButtonGroup
 
 from dashboard.lessons.attention import head_stage, query_detail
 from dashboard.state import STAGES
-from dashboard.views.plots import PROB_PALETTE, SCORE_PALETTE, BarPlot, HeadGrid, MatrixPlot
+from dashboard.views.plots import (
+    PROB_PALETTE,
+    SCORE_PALETTE,
+    BarPlot,
+    HeadGrid,
+    MatrixPlot,
+    query_title,
+)
 from export.common import Context, callback, div
 
 
@@ -56,7 +63,8 @@ def build(ctx: Context):
     bars = BarPlot(style)
     bars.source.name = "attention-bars"
     d = query_detail(scaled, probs, q, k)
-    bars.update(d["row"], ctx.labels, k, f"How query {ctx.labels[q]} attends")
+    bar_titles = [query_title(label, style) for label in ctx.labels]
+    bars.update(d["row"], ctx.labels, k, bar_titles[q])
     picked = ColumnDataSource(data=dict(query=[q], key=[k]), name="attention-pick")
     detail = div(ctx, "", "detail", name="attention-detail")
 
@@ -72,6 +80,7 @@ def build(ctx: Context):
         stage_labels=list(STAGES.values()),
         image=heatmap.source,
         labels=ctx.labels,
+        bar_titles=bar_titles,
         mapper=heatmap.mapper,
         fig=heatmap.figure,
         selection=heatmap.selection,

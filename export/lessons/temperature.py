@@ -8,7 +8,7 @@ import numpy as np
 from bokeh.layouts import column, row
 from bokeh.models import ColumnDataSource, FixedTicker, HoverTool, Range1d, Slider, TextInput
 
-from dashboard.views.plots import styled_figure
+from dashboard.views.plots import next_token_title, styled_figure
 from export.common import Context, callback, div
 
 TOP_N = 20  # bars shown: the most likely tokens at T = 1
@@ -119,6 +119,7 @@ def build(ctx: Context):
         error=error,
         vocab=ctx.vocabulary(),
         labels=ctx.labels,
+        next_titles=[next_token_title(label, style) for label in ctx.labels],
         kept_color="#6fa8dc" if style.classroom else "#4c78a8",
         cut_color=style.masked,
     )
