@@ -9,6 +9,7 @@ survives the reload through the URL.
 
 from __future__ import annotations
 
+import functools
 import html
 
 import panel as pn
@@ -231,7 +232,18 @@ def build_template(shell: Shell) -> pn.template.FastListTemplate:
     template.config.raw_css = [css("anatomy.css")] + (
         [css("anatomy-classroom.css")] if classroom else []
     )
+    template.server_doc = functools.partial(_frozen_server_doc, template.server_doc)
     return template
+
+
+def _frozen_server_doc(server_doc, doc=None, *args, **kwargs):
+    """Put the page in its document with the document's model graph frozen: each of the
+    template's roots would otherwise walk every model added so far (a third of a page's cost)."""
+    doc = doc or pn.state.curdoc
+    if doc is None or not hasattr(doc, "models"):
+        return server_doc(doc, *args, **kwargs)
+    with doc.models.freeze():
+        return server_doc(doc, *args, **kwargs)
 
 
 def create_app(classroom: bool | None = None) -> pn.template.FastListTemplate:

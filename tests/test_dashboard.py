@@ -242,3 +242,26 @@ def test_lessons_off_screen_wait_and_catch_up(engine):
         attention._heatmap.source.data["image"][0], state.forward.attn_probs[1, state.head]
     )
     assert "Layer 1" in attention._heatmap.figure.title.text
+
+
+def test_the_page_document_is_the_same_when_built_frozen():
+    """create_app's page goes into its document with the model graph frozen (one walk instead
+    of one per root): the document must hold exactly what Panel's own server_doc puts there."""
+    from bokeh.document import Document
+    from panel.io.state import set_curdoc
+
+    import dashboard.views  # noqa: F401 - registers the lessons
+    from dashboard.app import create_app
+
+    def build(frozen: bool) -> tuple[list[str], dict]:
+        doc = Document()
+        with set_curdoc(doc):
+            page = create_app()
+            if not frozen:
+                page.server_doc = type(page).server_doc.__get__(page)  # Panel's own
+            page.server_doc(doc)
+        kinds = sorted(type(m).__name__ for m in doc.models)
+        assert {m.id for m in doc.models} == {m.id for r in doc.roots for m in r.references()}
+        return kinds, {type(r).__name__: len(list(r.references())) for r in doc.roots}
+
+    assert build(frozen=True) == build(frozen=False)
