@@ -114,6 +114,31 @@ def model_data(page, name: str, column: str):
     return page.evaluate(JS_MODEL_DATA, [name, column])
 
 
+def wait_data(page, name: str, column: str, predicate_js: str, timeout: float = 30_000) -> None:
+    """Wait until ``predicate_js`` (a JS function of an array) holds for a column of the named
+    ColumnDataSource in the browser."""
+    page.wait_for_function(
+        f"""([name, column]) => {{
+          if (!window.Bokeh) return false;
+          for (const doc of Bokeh.documents) {{
+            const m = doc.get_model_by_name(name);
+            if (m) {{ const v = Array.from(m.data[column]); return ({predicate_js})(v); }}
+          }}
+          return false;
+        }}""",
+        arg=[name, column],
+        timeout=timeout,
+    )
+
+
+def record_errors(page) -> list[str]:
+    """Collect the page's console errors and uncaught exceptions in ``page.errors``."""
+    page.errors = []
+    page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    return page.errors
+
+
 def wait_ready(page, name: str = "heatmap-labels", timeout: float = 30_000) -> None:
     """Wait until the named source has data and the token chips are drawn."""
     page.wait_for_function(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.browser_support import launch, model_data, serve, wait_ready
+from tests.browser_support import launch, model_data, record_errors, serve, wait_ready
 from tests.conftest import ROOT, STATIC
 
 pytestmark = pytest.mark.browser
@@ -44,9 +44,7 @@ def browser():
 
 def open_page(browser, url, width=1440, height=900, ready="heatmap-labels"):
     page = browser.new_page(viewport={"width": width, "height": height})
-    page.errors = []
-    page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    record_errors(page)
     page.goto(url)
     wait_ready(page, ready)
     return page

@@ -16,7 +16,7 @@ from tiktoken.load import load_tiktoken_bpe
 
 from dashboard.state import DEFAULT_TEXT
 from models.runtime import STATIC_DIR
-from tests.browser_support import launch, model_data, serve
+from tests.browser_support import launch, model_data, record_errors, serve, wait_data
 
 pytestmark = pytest.mark.browser
 
@@ -38,21 +38,6 @@ def _encoding(k: int | None = None) -> tiktoken.Encoding:
     )
 
 
-def _wait_data(page, name, column, predicate_js, timeout=15_000):
-    page.wait_for_function(
-        f"""([name, column]) => {{
-          if (!window.Bokeh) return false;
-          for (const doc of Bokeh.documents) {{
-            const m = doc.get_model_by_name(name);
-            if (m) {{ const v = Array.from(m.data[column]); return ({predicate_js})(v); }}
-          }}
-          return false;
-        }}""",
-        arg=[name, column],
-        timeout=timeout,
-    )
-
-
 def _ids(page, selector: str) -> list[int]:
     return [int(x) for x in page.locator(selector).evaluate_all("e => e.map(x => x.dataset.id)")]
 
@@ -66,27 +51,24 @@ def page():
     with serve() as (url, _proc), sync_playwright() as pw:
         browser = launch(pw)
         page = browser.new_page(viewport={"width": 1600, "height": 1400})
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        record_errors(page)
         page.goto(f"{url}?lesson=bpe")
         # the default corpus is read and trained on in a thread: the page fills in when done
-        _wait_data(page, "bpe-curve", "k", "v => v.length === 769", timeout=120_000)
+        wait_data(page, "bpe-curve", "k", "v => v.length === 769", timeout=120_000)
         page.locator(".chip").first.wait_for()
-        page.errors = errors
         yield page
         browser.close()
 
 
 def test_merge_slider_changes_the_segmentation(page):
-    _wait_data(page, "bpe-marker", "k", "v => v.length === 1 && v[0] === 768")
+    wait_data(page, "bpe-marker", "k", "v => v.length === 1 && v[0] === 768")
     full = _ids(page, ".bpe-sample .bpe-tok")
     assert full == _encoding().encode_ordinary(DEFAULT_TEXT)
 
     track = page.locator(".bpe-merge-slider .noUi-base")
     box = track.bounding_box()
     page.mouse.click(box["x"] + 0.05 * box["width"], box["y"] + box["height"] / 2)
-    _wait_data(page, "bpe-marker", "k", "v => v.length === 1 && v[0] < 100")
+    wait_data(page, "bpe-marker", "k", "v => v.length === 1 && v[0] < 100")
     k = model_data(page, "bpe-marker", "k")[0]
     expected = _encoding(k).encode_ordinary(DEFAULT_TEXT)
     expect(page.locator(".bpe-sample .bpe-tok")).to_have_count(len(expected))
@@ -97,7 +79,7 @@ def test_merge_slider_changes_the_segmentation(page):
     assert model_data(page, "bpe-marker", "bpt") == [bpt[k]]
 
     page.locator(".bpe-k-next button").click()
-    _wait_data(page, "bpe-marker", "k", f"v => v[0] === {k + 1}")
+    wait_data(page, "bpe-marker", "k", f"v => v[0] === {k + 1}")
     expected = _encoding(k + 1).encode_ordinary(DEFAULT_TEXT)
     expect(page.locator(".bpe-sample .bpe-tok")).to_have_count(len(expected))
     assert _ids(page, ".bpe-sample .bpe-tok") == expected
@@ -157,7 +139,7 @@ def test_pasted_text_is_trained_on_and_too_much_is_refused(page):
     paste = page.locator(".bpe-paste textarea")
     paste.fill("low lower lowest newer newest " * 40)
     paste.press("Tab")
-    _wait_data(page, "bpe-curve", "k", "v => v.length > 1 && v.length < 769", timeout=30_000)
+    wait_data(page, "bpe-curve", "k", "v => v.length > 1 && v.length < 769", timeout=30_000)
     expect(page.locator(".bpe-source .bk-btn.bk-active")).to_have_text("Pasted text")
     expect(page.locator(".bpe-verify")).to_contain_text("tokenizers", timeout=30_000)
     n = len(model_data(page, "bpe-curve", "k"))
@@ -168,6 +150,6 @@ def test_pasted_text_is_trained_on_and_too_much_is_refused(page):
     expect(message).to_contain_text("100 KB")
     assert len(model_data(page, "bpe-curve", "k")) == n  # the last trace stays
     page.locator(".bpe-source button").filter(has_text="Default corpus").click()
-    _wait_data(page, "bpe-curve", "k", "v => v.length === 769")
+    wait_data(page, "bpe-curve", "k", "v => v.length === 769")
     expect(page.locator(".bpe-status")).to_contain_text("standard library")
     assert page.errors == []

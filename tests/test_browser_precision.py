@@ -19,26 +19,11 @@ from playwright.sync_api import expect, sync_playwright
 
 from dashboard.state import DEFAULT_TEXT
 from models.runtime import STATIC_DIR, Engine
-from tests.browser_support import launch, model_data, serve
+from tests.browser_support import launch, model_data, record_errors, serve, wait_data
 
 expect.set_options(timeout=20_000)  # a shared 2-core machine answers slowly at times
 
 pytestmark = pytest.mark.browser
-
-
-def _wait_data(page, name, column, predicate_js, timeout=30_000):
-    page.wait_for_function(
-        f"""([name, column]) => {{
-          if (!window.Bokeh) return false;
-          for (const doc of Bokeh.documents) {{
-            const m = doc.get_model_by_name(name);
-            if (m) {{ const v = Array.from(m.data[column]); return ({predicate_js})(v); }}
-          }}
-          return false;
-        }}""",
-        arg=[name, column],
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +31,10 @@ def page():
     with serve() as (url, _proc), sync_playwright() as pw:
         browser = launch(pw)
         page = browser.new_page(viewport={"width": 1600, "height": 1200})
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        record_errors(page)
         page.goto(f"{url}?lesson=precision")
-        _wait_data(page, "precision-hist", "top", "v => v.length > 0")
+        wait_data(page, "precision-hist", "top", "v => v.length > 0")
         expect(page.locator(".bit-fp16-15 button")).to_have_text("1", timeout=30_000)
-        page.errors = errors
         yield page
         browser.close()
 
@@ -123,7 +105,7 @@ def test_switching_the_tensor_updates_the_histogram(page):
     page.locator(".precision-tensor select").select_option("wte.weight")
     weights = safetensors.numpy.load_file(str(STATIC_DIR / "anatomy-gpt.safetensors"))
     w = weights["wte.weight"].astype(np.float64).ravel()
-    _wait_data(page, "precision-hist", "top", f"v => v.reduce((a, b) => a + b, 0) === {w.size}")
+    wait_data(page, "precision-hist", "top", f"v => v.reduce((a, b) => a + b, 0) === {w.size}")
     left = model_data(page, "precision-hist", "left")
     right = model_data(page, "precision-hist", "right")
     top = model_data(page, "precision-hist", "top")
@@ -146,7 +128,7 @@ def test_fp16_and_bf16_runs_are_shown(page):
     model = engine.default_model
     ids = engine.tokenizer(model).encode(DEFAULT_TEXT)
     ref = engine.run(model, ids)
-    _wait_data(page, "precision-run-hidden", "layer", "v => v.length > 0")
+    wait_data(page, "precision-run-hidden", "layer", "v => v.length > 0")
     for n in ("fp16", "bf16"):
         low = engine.run(model, ids, n)
         d = (torch.from_numpy(low.hidden).double() - torch.from_numpy(ref.hidden).double()).abs()

@@ -15,7 +15,7 @@ from playwright.sync_api import expect, sync_playwright
 from dashboard.state import DEFAULT_TEXT
 from models.bpe import readable
 from models.runtime import STATIC_DIR, Engine
-from tests.browser_support import launch, model_data, serve, wait_ready
+from tests.browser_support import launch, model_data, record_errors, serve, wait_data, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -30,31 +30,14 @@ def _expected():
     return logits
 
 
-def _wait_data(page, name, column, predicate_js, timeout=15_000):
-    page.wait_for_function(
-        f"""([name, column]) => {{
-          for (const doc of Bokeh.documents) {{
-            const m = doc.get_model_by_name(name);
-            if (m) {{ const v = Array.from(m.data[column]); return ({predicate_js})(v); }}
-          }}
-          return false;
-        }}""",
-        arg=[name, column],
-        timeout=timeout,
-    )
-
-
 @pytest.fixture(scope="module")
 def page():
     with serve() as (url, _proc), sync_playwright() as pw:
         browser = launch(pw)
         page = browser.new_page(viewport={"width": 1600, "height": 1200})
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        record_errors(page)
         page.goto(f"{url}?lesson=sampling&q={QUERY}")
         wait_ready(page, "sampling-bars")
-        page.errors = errors
         yield page
         browser.close()
 
@@ -74,7 +57,7 @@ def test_slider_changes_the_bars_and_the_curve_marker(page):
     track = page.locator(".temperature-slider .noUi-base")
     box = track.bounding_box()
     page.mouse.click(box["x"] + 0.1 * box["width"], box["y"] + box["height"] / 2)  # T = 0.5
-    _wait_data(page, "sampling-marker", "x", "v => v.length === 5 && v[0] !== 1")
+    wait_data(page, "sampling-marker", "x", "v => v.length === 5 && v[0] !== 1")
     t = model_data(page, "sampling-marker", "x")[0]
     assert 0.4 <= t <= 0.6 and model_data(page, "sampling-entropy-marker", "x") == [t]
     expect(page.locator(".temperature-input input")).to_have_value(f"{t:g}")
@@ -91,7 +74,7 @@ def test_top_k_greys_out_tokens(page):
     k_box = page.locator(".top-k-input input")
     k_box.fill("3")
     k_box.press("Enter")
-    _wait_data(page, "sampling-bars", "kept", "v => v.filter(Boolean).length === 3")
+    wait_data(page, "sampling-bars", "kept", "v => v.filter(Boolean).length === 3")
     kept = model_data(page, "sampling-bars", "kept")
     hatch = model_data(page, "sampling-bars", "hatch")
     final = model_data(page, "sampling-bars", "final")

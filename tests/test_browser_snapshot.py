@@ -19,7 +19,7 @@ from dashboard.lessons import sampling as S
 from dashboard.state import DEFAULT_TEXT
 from export.snapshot import Selection, export_snapshot
 from models.runtime import STATIC_DIR, Engine
-from tests.browser_support import JS_TITLE, launch, model_data
+from tests.browser_support import JS_TITLE, launch, model_data, record_errors
 
 pytestmark = pytest.mark.browser
 
@@ -43,9 +43,8 @@ def _open(browser, path, viewport=(1600, 1200)):
     """Open ``path`` from file:// with every request recorded and all but the file aborted."""
     page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
     url = path.as_uri()
-    page.requests, page.errors = [], []
-    page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.requests = []
+    record_errors(page)
 
     def route(r):
         page.requests.append(r.request.url)

@@ -17,7 +17,7 @@ from playwright.sync_api import sync_playwright
 
 from dashboard.state import DEFAULT_TEXT
 from models.runtime import STATIC_DIR, Engine
-from tests.browser_support import JS_TITLE, launch, model_data, serve, wait_ready
+from tests.browser_support import JS_TITLE, launch, model_data, record_errors, serve, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -45,9 +45,7 @@ def forward():
 
 def open_page(browser, url, width=1600, height=1200, ready="heatmap-labels"):
     page = browser.new_page(viewport={"width": width, "height": height})
-    page.errors = []
-    page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    record_errors(page)
     page.goto(url)
     if ready:
         wait_ready(page, ready)
