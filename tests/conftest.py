@@ -1,4 +1,5 @@
-"""Shared fixtures: one quick build per test session, reused by every model-level test."""
+"""Shared fixtures: one quick build per test session, reused by every model-level test, and
+Debian's Chromium for the browser tests."""
 
 from __future__ import annotations
 
@@ -29,3 +30,16 @@ def quick_manifest(quick_build) -> dict:
 @pytest.fixture(scope="session")
 def static_manifest() -> dict:
     return json.loads((STATIC / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium (the system's), one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser_support import launch
+
+    with sync_playwright() as pw:
+        b = launch(pw)
+        yield b
+        b.close()

@@ -12,9 +12,8 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
-from tests.browser_support import launch, model_data, record_errors, serve, wait_ready
+from tests.browser_support import model_data, record_errors, serve, wait_ready
 from tests.conftest import ROOT, STATIC
 
 pytestmark = pytest.mark.browser
@@ -32,14 +31,6 @@ def server():
     assert (STATIC / "manifest.json").is_file(), "static/manifest.json missing: run make build"
     with serve(static=STATIC) as (url, proc):
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as pw:
-        b = launch(pw)
-        yield b
-        b.close()
 
 
 def open_page(browser, url, width=1440, height=900, ready="heatmap-labels"):

@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 import tiktoken
 import torch
-from playwright.sync_api import sync_playwright
 from tiktoken.load import load_tiktoken_bpe
 
 from dashboard.lessons import sampling as S
 from dashboard.state import DEFAULT_TEXT
 from export.snapshot import Selection, export_snapshot
 from models.runtime import STATIC_DIR, Engine
-from tests.browser_support import JS_TITLE, launch, model_data, record_errors
+from tests.browser_support import JS_TITLE, model_data, record_errors
 
 pytestmark = pytest.mark.browser
 
@@ -102,14 +101,6 @@ def _click_data(page, figure, x, y):
         [figure, x, y],
     )
     page.mouse.click(*pos)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as pw:
-        b = launch(pw)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

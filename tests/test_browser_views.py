@@ -13,11 +13,10 @@ import urllib.parse
 
 import numpy as np
 import pytest
-from playwright.sync_api import sync_playwright
 
 from dashboard.state import DEFAULT_TEXT
 from models.runtime import STATIC_DIR, Engine
-from tests.browser_support import JS_TITLE, launch, model_data, record_errors, serve, wait_ready
+from tests.browser_support import JS_TITLE, model_data, record_errors, serve, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -26,14 +25,6 @@ pytestmark = pytest.mark.browser
 def server():
     with serve() as (url, _proc):
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as pw:
-        b = launch(pw)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
