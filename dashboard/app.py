@@ -16,6 +16,7 @@ import panel as pn
 import param
 from panel.theme.fast import Fast
 
+from dashboard import sessions
 from dashboard.state import ENV_CLASSROOM, URL_KEYS, AnatomyState, env_flag
 from dashboard.views import LESSONS
 from dashboard.views.components import KeyboardNav, TokenChips
@@ -257,7 +258,5 @@ def create_app(classroom: bool | None = None) -> pn.template.FastListTemplate:
         in_url = False
     if not in_url and (env_flag(ENV_CLASSROOM) if classroom is None else classroom):
         state.classroom = True
-    from dashboard import sessions
-
     sessions.register(state)  # counted while the tab is open, forgotten when it closes
     return build_template(Shell(state=state))
