@@ -23,8 +23,8 @@ the run, ``after`` once every session was freed (the server's /anatomy-sessions.
 is live and none leaked).
 
 ``--waves N`` runs N classes one after another (the later ones for at most 20 s) and records
-the memory after each: growth from class to class would be a leak, a flat line is the heap
-keeping its high-water mark.
+the memory after each: growth from class to class would be a leak; a flat line means nothing
+accumulates.
 
 Goal (issue 8, two cores): 40 sessions for 2 minutes, zero errors, p95 <= 500 ms, memory after
 within 10% of before. Prints one summary line; writes benchmarks/results/load.json.
