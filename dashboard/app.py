@@ -21,7 +21,14 @@ from dashboard.state import ENV_CLASSROOM, URL_KEYS, AnatomyState, env_flag
 from dashboard.views import LESSONS
 from dashboard.views.components import KeyboardNav, TokenChips
 from dashboard.views.registry import LessonView
-from dashboard.views.widgets import choice_group, css, labelled, text_pane, two_way
+from dashboard.views.widgets import (
+    OptionSelect,
+    choice_group,
+    css,
+    labelled,
+    text_pane,
+    two_way,
+)
 
 TITLE = "Transformer Anatomy"
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
@@ -71,7 +78,7 @@ class Shell(pn.viewable.Viewer):
         # every keystroke updates the state (value_input), not only when the box loses focus
         self.text.param.watch(lambda e: setattr(s, "text", e.new), "value_input")
         s.param.watch(self._text_from_state, "text")
-        self.model = pn.widgets.Select(
+        self.model = OptionSelect(
             label="Model",
             options=list(s.param.model.objects),
             value=s.model,

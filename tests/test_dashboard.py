@@ -265,3 +265,15 @@ def test_the_page_document_is_the_same_when_built_frozen():
         return kinds, {type(r).__name__: len(list(r.references())) for r in doc.roots}
 
     assert build(frozen=True) == build(frozen=False)
+
+
+def test_option_select_ignores_values_that_are_not_options():
+    """What the browser sends for the model and tensor pickers: an option is taken, anything
+    else (only a crafted message can send it) is dropped without an error."""
+    from dashboard.views.widgets import OptionSelect
+
+    select = OptionSelect(options=["anatomy-gpt", "mine"], value="anatomy-gpt")
+    select._process_events({"value": "/etc/passwd"})
+    assert select.value == "anatomy-gpt"
+    select._process_events({"value": "mine"})
+    assert select.value == "mine"

@@ -23,7 +23,7 @@ from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Legend, Legen
 from dashboard.lessons import precision as P
 from dashboard.views.plots import styled_figure
 from dashboard.views.registry import LessonView, when_shown
-from dashboard.views.widgets import text_pane
+from dashboard.views.widgets import OptionSelect, text_pane
 from models.runtime import EngineError
 
 COLORS = {
@@ -193,7 +193,7 @@ class PrecisionLesson(LessonView):
         self.ranges_figure, self.density_figure = self._range_plots()
 
         # -- the model's numbers ---------------------------------------------------------------
-        self.tensor_select = pn.widgets.Select(
+        self.tensor_select = OptionSelect(
             label="Tensor",
             options=list(self.param.tensor.objects),
             value=self.tensor,

@@ -18,6 +18,20 @@ def css(name: str = "anatomy.css") -> str:
     return (CSS_DIR / name).read_text(encoding="utf-8")
 
 
+class OptionSelect(pn.widgets.Select):
+    """A Select that ignores a value from the browser that is not one of its options.
+
+    The page only offers the options; another value comes from a crafted websocket message
+    (a file path for the model picker, say). Panel would refuse it too, but with a traceback
+    in the server's log; here it is dropped and the server's value stands."""
+
+    def _process_property_change(self, props: dict) -> dict:
+        label = props.get("value")
+        if label not in (None, "") and label not in self.labels:
+            props = {k: v for k, v in props.items() if k != "value"}
+        return super()._process_property_change(props)
+
+
 def text_pane(html: str = "", *classes: str, **params) -> pn.pane.HTML:
     """An HTML pane styled by static/anatomy.css. Panel renders each pane in its own shadow
     root, which page-level CSS cannot reach, so the style sheet travels with the pane.
