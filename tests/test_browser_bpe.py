@@ -11,12 +11,12 @@ import json
 
 import pytest
 import tiktoken
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from tiktoken.load import load_tiktoken_bpe
 
 from dashboard.state import DEFAULT_TEXT
 from models.runtime import STATIC_DIR
-from tests.browser_support import launch, model_data, record_errors, serve, wait_data
+from tests.browser_support import model_data, record_errors, serve, wait_data
 
 pytestmark = pytest.mark.browser
 
@@ -47,9 +47,8 @@ def _chip_ids(page) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def page():
-    with serve() as (url, _proc), sync_playwright() as pw:
-        browser = launch(pw)
+def page(browser):
+    with serve() as (url, _proc):
         page = browser.new_page(viewport={"width": 1600, "height": 1400})
         record_errors(page)
         page.goto(f"{url}?lesson=bpe")
@@ -57,7 +56,7 @@ def page():
         wait_data(page, "bpe-curve", "k", "v => v.length === 769", timeout=120_000)
         page.locator(".chip").first.wait_for()
         yield page
-        browser.close()
+        page.close()
 
 
 def test_merge_slider_changes_the_segmentation(page):

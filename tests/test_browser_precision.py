@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import safetensors.numpy
 import torch
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from dashboard.state import DEFAULT_TEXT
 from models.runtime import STATIC_DIR, Engine
-from tests.browser_support import launch, model_data, record_errors, serve, wait_data
+from tests.browser_support import model_data, record_errors, serve, wait_data
 
 expect.set_options(timeout=20_000)  # a shared 2-core machine answers slowly at times
 
@@ -27,16 +27,15 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def page():
-    with serve() as (url, _proc), sync_playwright() as pw:
-        browser = launch(pw)
+def page(browser):
+    with serve() as (url, _proc):
         page = browser.new_page(viewport={"width": 1600, "height": 1200})
         record_errors(page)
         page.goto(f"{url}?lesson=precision")
         wait_data(page, "precision-hist", "top", "v => v.length > 0")
         expect(page.locator(".bit-fp16-15 button")).to_have_text("1", timeout=30_000)
         yield page
-        browser.close()
+        page.close()
 
 
 def _bits(page, fmt: str) -> str:

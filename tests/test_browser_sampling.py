@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from dashboard.state import DEFAULT_TEXT
 from models.bpe import readable
 from models.runtime import STATIC_DIR, Engine
-from tests.browser_support import launch, model_data, record_errors, serve, wait_data, wait_ready
+from tests.browser_support import model_data, record_errors, serve, wait_data, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -31,15 +31,14 @@ def _expected():
 
 
 @pytest.fixture(scope="module")
-def page():
-    with serve() as (url, _proc), sync_playwright() as pw:
-        browser = launch(pw)
+def page(browser):
+    with serve() as (url, _proc):
         page = browser.new_page(viewport={"width": 1600, "height": 1200})
         record_errors(page)
         page.goto(f"{url}?lesson=sampling&q={QUERY}")
         wait_ready(page, "sampling-bars")
         yield page
-        browser.close()
+        page.close()
 
 
 def test_slider_changes_the_bars_and_the_curve_marker(page):
