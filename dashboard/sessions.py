@@ -174,14 +174,22 @@ def release_memory() -> None:
         _TRIM["last"] = time.time()
 
 
-def _malloc_trim() -> None:
+@functools.cache
+def _libc_malloc_trim():
+    """glibc's ``malloc_trim``, or None. Looked up once: ``find_library`` runs a subprocess,
+    which has no place on the event loop at every class's end."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None
-        if libc is not None and hasattr(libc, "malloc_trim"):
-            libc.malloc_trim(0)
     except OSError:
-        pass
+        return None
+    return getattr(libc, "malloc_trim", None)
+
+
+def _malloc_trim() -> None:
+    trim = _libc_malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def stats() -> dict[str, int]:
