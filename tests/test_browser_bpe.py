@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 import pytest
 import tiktoken
@@ -44,6 +45,16 @@ def _ids(page, selector: str) -> list[int]:
 
 def _chip_ids(page) -> list[int]:
     return [int(t) for t in page.locator(".chip .tid").all_inner_texts()]
+
+
+def _trace_ids_become(page, expected: list[int], selector: str = ".bpe-trace .bpe-tok") -> None:
+    """Assert the encode trace shows ``expected`` within a few seconds. The step caption and
+    the trace are two panes, each its own message from the server: a test that waited for the
+    caption may otherwise read the trace between the two."""
+    deadline = time.monotonic() + 5
+    while _ids(page, selector) != expected and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert _ids(page, selector) == expected
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +110,7 @@ def test_encode_stepper_and_animation(page):
     player.locator("button.first").click()
     expect(page.locator(".bpe-step")).to_contain_text("Step 0 of")
     # the pre-split: every token a single byte, the text's bytes in order
-    assert _ids(page, ".bpe-trace .bpe-tok") == list(text)
+    _trace_ids_become(page, list(text))
     player.locator("button.next").click()
     expect(page.locator(".bpe-step")).to_contain_text("Step 1 of")
     expect(page.locator(".bpe-trace .bpe-tok.new")).to_have_count(1)
@@ -111,7 +122,7 @@ def test_encode_stepper_and_animation(page):
     expect(page.locator(".bpe-step")).not_to_contain_text("Final ids")
     player.locator("button.play").click()
     expect(page.locator(".bpe-step")).to_contain_text("Final ids", timeout=10_000)
-    assert _ids(page, ".bpe-trace .bpe-tok:not(.cut)") == _chip_ids(page)
+    _trace_ids_become(page, _chip_ids(page), ".bpe-trace .bpe-tok:not(.cut)")
     assert page.errors == []
 
 
