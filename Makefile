@@ -4,12 +4,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
-PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+# constraints.txt: the versions the tests last passed with (make lock rewrites it)
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 ARGS   ?=
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: serve classroom test build bench lint clean help chromium
+.PHONY: serve classroom test build bench lint lock clean help chromium
 
 help:
 	@echo "make serve   set up, build what is missing, serve the dashboard on 127.0.0.1:5006"
@@ -18,9 +19,10 @@ help:
 	@echo "make build   retrain the tokenizer and model and re-export static/ (about 5 min)"
 	@echo "make bench   run the benchmarks, about 8 min (ratios against reference implementations)"
 	@echo "make lint    ruff"
+	@echo "make lock   pin constraints.txt to the versions installed in .venv"
 
 # Run-time dependencies only: serving never needs torch.
-$(VENV)/.run: pyproject.toml
+$(VENV)/.run: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) -e .
@@ -70,6 +72,12 @@ bench: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# After a green make test on newer releases: record them as the versions to install.
+lock: $(VENV)/.dev
+	{ sed -n '/^#/p' constraints.txt; $(PY) -m pip freeze --exclude-editable \
+	  | grep -v '^#' | sed 's/+cpu$$//'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache
