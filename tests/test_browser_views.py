@@ -222,6 +222,17 @@ def test_classroom_lessons_fit_a_1920x1080_projector(server, browser, lesson):
         title = page.evaluate(JS_TITLE, name)
         assert title["width"] <= title["room"], (name, title)  # not cut at the edge
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 1920
+    # the token chips keep to two rows and the rest scrolls: whole rows, none cut through
+    rows = page.locator(".chip").evaluate_all(
+        """chips => {
+            const box = chips[0].parentElement;
+            const bottom = box.getBoundingClientRect().bottom;
+            const rects = chips.map(c => c.getBoundingClientRect());
+            return {overflows: box.scrollHeight > box.clientHeight,
+                    cut: rects.filter(r => r.top < bottom && r.bottom > bottom + 0.5).length};
+        }"""
+    )
+    assert rows == {"overflows": True, "cut": 0}, rows
     assert page.errors == []
     page.close()
 

@@ -72,7 +72,7 @@ class TokenChips(JSComponent):
         .chip {
           display: inline-flex; align-items: baseline; gap: 0.35em; cursor: pointer;
           font: inherit; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
-          padding: 0.15em 0.45em; border-radius: 0.4em;
+          padding: 0.15em 0.45em; border-radius: 0.4em; line-height: 1.25;
           border: 1px solid var(--chip-border, #c9d1d9);
           background: var(--chip-bg, #f6f8fa); color: var(--chip-fg, #1f2328);
           white-space: pre; unicode-bidi: isolate;
