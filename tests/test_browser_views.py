@@ -237,6 +237,20 @@ def test_classroom_lessons_fit_a_1920x1080_projector(server, browser, lesson):
     page.close()
 
 
+@pytest.mark.parametrize("lesson", list(LESSON_PLOTS))
+def test_plot_titles_fit_a_1440x900_laptop(server, browser, lesson):
+    ready = {"mask": "mask-probs-labels", "sampling": "sampling-bars"}.get(lesson, "heatmap-labels")
+    page = open_page(browser, f"{server}?lesson={lesson}&q=8", 1440, 900, ready)
+    page.wait_for_timeout(500)  # let the layout settle
+    for name in LESSON_PLOTS[lesson]:
+        assert page.evaluate(JS_FRAME, name)["right"] <= 1440, name
+        title = page.evaluate(JS_TITLE, name)
+        assert title["width"] <= title["room"], (name, title)  # not cut at the edge
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 1440
+    assert page.errors == []
+    page.close()
+
+
 def test_corrupt_model_file_is_explained_in_the_page(browser, tmp_path):
     static = tmp_path / "static"
     shutil.copytree(STATIC_DIR, static)

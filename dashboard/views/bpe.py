@@ -185,8 +185,8 @@ class BpeLesson(LessonView):
             css_classes=["bpe-source"],
         )
         self.paste = pn.widgets.TextAreaInput(
-            label="Paste text to train on (≤ 100 KB); click outside to start",
-            placeholder="Paste any text here…",
+            label="Paste text to train on (≤ 100 KB)",
+            placeholder="Paste any text here, then click outside the box to start…",
             rows=3,
             max_length=400_000,
             width=640 if classroom else 460,

@@ -23,10 +23,11 @@ MASK_TITLES = {
     "padding": "Padded batch",
 }
 
-# Normal and classroom titles: the classroom's narrow matrices get short ones.
+# Normal and classroom titles: the classroom's narrow matrices get short ones. The mask's
+# colours are told in the text above the plots (a title long enough to say them is cut).
 TITLES = {
     False: (
-        "1. The mask (kept: orange)",
+        "1. The mask",
         "2. Scores q·k/√d",
         "3. After the mask",
         "4. Softmax over each row",
@@ -132,7 +133,10 @@ class MaskLesson(LessonView):
         s = self.state
         self._window.visible = s.mask == "sliding"
         self._pad.visible = s.mask == "padding"
-        self._explain.object = f"<p>{EXPLAIN[s.mask]}</p>"
+        kept = f"<b style='color:{self.style.accent}'>■</b>"
+        self._explain.object = (
+            f"<p>{EXPLAIN[s.mask]} In the mask, {kept} marks a key the query may look at.</p>"
+        )
         if s.forward is None:
             return
         n = len(s.ids)
