@@ -393,9 +393,11 @@ def _font_px(page, selector):
 
 
 def test_classroom_renders_large_text(browser, tmp_path, snapshot):
-    # query 8 is the text's longest token, "·exception": its title still fits its plot
+    # query 8 is the text's longest token, "·exception": its title still fits its plot. Twelve
+    # tokens: every other one labelled, "8: ·excepti…" among them, leaves titles the least room
+    text = "If the file does not exist, an exception is raised."
     path = export_snapshot(
-        tmp_path / "classroom.html", TEXT, classroom=True, selection=Selection(query=8)
+        tmp_path / "classroom.html", text, classroom=True, selection=Selection(query=8)
     )
     page = _open(browser, path)
     title = page.evaluate(JS_TITLE, "detail-bars-figure")
@@ -410,6 +412,12 @@ def test_classroom_renders_large_text(browser, tmp_path, snapshot):
     )
     background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(0, 0, 0)"
+    # the mask lesson's narrow matrices: their titles fit too, in both themes
+    for p in (page, normal):
+        _tab(p, "mask")
+        for name in ("mask-allowed", "mask-masked", "mask-probs"):
+            title = p.evaluate(JS_TITLE, name)
+            assert title["width"] <= title["room"], (name, title)
     assert page.requests == [page.url_] and page.errors == []
     page.close()
     normal.close()

@@ -48,6 +48,12 @@ EXPLAIN = {
 }
 
 
+def explain_mask(kind: str, kept_color: str) -> str:
+    """What the ``kind`` mask does, and the colour the mask matrix keeps a key in (HTML)."""
+    kept = f"<b style='color:{kept_color}'>■</b>"
+    return f"{EXPLAIN[kind]} In the mask, {kept} marks a key the query may look at."
+
+
 class MaskLesson(LessonView):
     """Four matrices side by side for the selected head: mask, scores, masked scores, softmax."""
 
@@ -133,10 +139,7 @@ class MaskLesson(LessonView):
         s = self.state
         self._window.visible = s.mask == "sliding"
         self._pad.visible = s.mask == "padding"
-        kept = f"<b style='color:{self.style.accent}'>■</b>"
-        self._explain.object = (
-            f"<p>{EXPLAIN[s.mask]} In the mask, {kept} marks a key the query may look at.</p>"
-        )
+        self._explain.object = f"<p>{explain_mask(s.mask, self.style.accent)}</p>"
         if s.forward is None:
             return
         n = len(s.ids)

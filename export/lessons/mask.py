@@ -10,7 +10,7 @@ from bokeh.models import RadioButtonGroup, Slider
 
 from dashboard.lessons.attention import MASK_KINDS, restage, variant_mask
 from dashboard.state import FILLS
-from dashboard.views.mask import EXPLAIN, MASK_TITLES
+from dashboard.views.mask import MASK_TITLES, explain_mask
 from dashboard.views.plots import MatrixPlot
 from export.common import Context, callback, div
 from export.lessons.attention import index_buttons
@@ -66,7 +66,7 @@ def build(ctx: Context):
     allowed = variant_mask(kinds[kind.active], t, window=win.value, pad=min(pad.value, t))
     masked, probs = restage(scaled, allowed, FILLS[fills[fill.active]])
     sel = (ctx.query, ctx.query)
-    plots["allowed"].update(allowed.astype(float), ctx.labels, sel, title="1. The mask (kept)")
+    plots["allowed"].update(allowed.astype(float), ctx.labels, sel, title="1. The mask")
     plots["masked"].update(masked, ctx.labels, sel, allowed=allowed, title="2. After the mask")
     plots["probs"].update(probs, ctx.labels, sel, title="3. Softmax over each row")
     explain = div(ctx, "", "explain", name="mask-explain")
@@ -90,7 +90,7 @@ def build(ctx: Context):
         probs_src=plots["probs"].source,
         explain=explain,
         story=story,
-        texts=[EXPLAIN[k] for k in kinds],
+        texts=[explain_mask(k, style.accent) for k in kinds],
     )
     redraw = callback("mask", "draw()", **args)
     for widget in (layer, head, kind, fill):
