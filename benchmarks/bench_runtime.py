@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import torch
 
 from models.checkpoint import load_model
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 "repeats": args.repeats,
                 "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
                 "torch": torch.__version__,
+                "onnxruntime": onnxruntime.__version__,
                 "rows": rows,
             },
             indent=2,
