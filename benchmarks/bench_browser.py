@@ -3,7 +3,8 @@ rendered page. Writes benchmarks/results/browser.json.
 
     python -m benchmarks.bench_browser [--edits 20] [--static DIR]
 
-Goal (issue 3): edit p95 <= 300 ms, first render <= 3 s on a two-core machine.
+Goal (issue 3): edit p95 <= 300 ms, first render <= 3 s on a two-core machine (median and max
+over --starts server starts).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import argparse
 import json
 import platform
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 from playwright.sync_api import sync_playwright
 
+from dashboard.sessions import STATS_PATH
 from tests.browser_support import launch, serve, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,24 +54,37 @@ async (text) => {
 """
 
 
+def first_render(browser, static: str, stack: ExitStack):
+    """Seconds from starting the server to the first page's heatmap drawn, and that page (both
+    closed with ``stack``). The page is opened as soon as the server answers at all (its small
+    sessions endpoint, which builds no page), as a teacher opens the link it prints."""
+    t_start = time.perf_counter()
+    url, _proc = stack.enter_context(serve(static=static, probe=STATS_PATH))
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    stack.callback(page.close)
+    page.goto(url)
+    wait_ready(page)
+    return time.perf_counter() - t_start, page
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--edits", type=int, default=20)
+    p.add_argument("--starts", type=int, default=5, help="server starts timed (median, max)")
     p.add_argument("--static", default=str(ROOT / "static"))
     args = p.parse_args(argv)
+    starts, edits = [], []
     with sync_playwright() as pw:
         browser = launch(pw)
-        t_start = time.perf_counter()
-        with serve(static=args.static) as (url, _proc):
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.goto(url)
-            wait_ready(page)
-            first_render = time.perf_counter() - t_start
-            edits = []
-            for i in range(args.edits):
-                # a new text each time, so every edit runs the model (no cache hit)
-                text = f"{SENTENCES[i % len(SENTENCES)]} {i}"
-                edits.append(page.evaluate(JS_EDIT, text))
+        for n in range(args.starts):
+            with ExitStack() as stack:
+                seconds, page = first_render(browser, args.static, stack)
+                starts.append(seconds)
+                if n == args.starts - 1:  # the edits, on the last server
+                    for i in range(args.edits):
+                        # a new text each time, so every edit runs the model (no cache hit)
+                        text = f"{SENTENCES[i % len(SENTENCES)]} {i}"
+                        edits.append(page.evaluate(JS_EDIT, text))
         browser.close()
     ms = np.array(edits)
     result = {
@@ -79,7 +95,12 @@ def main(argv: list[str] | None = None) -> int:
             "max": round(float(ms.max()), 1),
             "goal_p95": 300,
         },
-        "server_start_to_first_render_s": {"value": round(first_render, 2), "goal": 3.0},
+        "server_start_to_first_render_s": {
+            "starts": len(starts),
+            "median": round(float(np.median(starts)), 2),
+            "max": round(max(starts), 2),
+            "goal": 3.0,
+        },
         "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
         "static": args.static,
     }

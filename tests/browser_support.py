@@ -62,8 +62,10 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> float:
 
 
 @contextmanager
-def serve(*args: str, static: str | Path | None = None, env: dict | None = None):
-    """Run ``python panel_serve.py --port <free> ...``; yields (base URL, process)."""
+def serve(*args: str, static: str | Path | None = None, env: dict | None = None, probe: str = ""):
+    """Run ``python panel_serve.py --port <free> ...``; yields (base URL, process) once
+    ``probe`` (a path under the base URL) answers. The default, the page itself, also proves
+    that a page can be made; it makes a session of its own, which a timing may not want."""
     port = free_port()
     cmd = [sys.executable, str(ROOT / "panel_serve.py"), "--port", str(port), *args]
     if static is not None:
@@ -74,7 +76,7 @@ def serve(*args: str, static: str | Path | None = None, env: dict | None = None)
     )
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_http(url, proc)
+        wait_http(url + probe.lstrip("/"), proc)
         yield url, proc
     finally:
         proc.terminate()
