@@ -1,6 +1,6 @@
 """Forty students on one server: real websocket sessions typing, clicking and sliding at once.
 
-    python -m benchmarks.load [--sessions 40] [--seconds 120] [--url URL] [--num-procs N]
+    python -m benchmarks.load [--sessions 40] [--seconds 120] [--url URL] [--num-procs 2]
 
 Starts ``panel_serve.py`` on 127.0.0.1 (or uses ``--url``), opens N sessions the way a browser
 does (``GET /`` for the page and its session token, then the Bokeh websocket protocol: pull
@@ -749,7 +749,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sessions", type=int, default=40)
     p.add_argument("--seconds", type=float, default=120)
     p.add_argument("--url", help="an already running server (memory is then not measured)")
-    p.add_argument("--num-procs", type=int, default=1, help="worker processes of the server")
+    p.add_argument(
+        "--num-procs", type=int, default=2, help="worker processes of the server (make classroom's)"
+    )
     p.add_argument("--session-lifetime", type=float, default=5.0, help="server's, seconds")
     p.add_argument("--flood-seconds", type=float, default=10, help="0 skips the fairness check")
     p.add_argument("--waves", type=int, default=1, help="classes one after another (memory)")
