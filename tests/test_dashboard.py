@@ -277,3 +277,20 @@ def test_option_select_ignores_values_that_are_not_options():
     assert select.value == "anatomy-gpt"
     select._process_events({"value": "mine"})
     assert select.value == "mine"
+
+
+@pytest.mark.parametrize("classroom", [False, True])
+def test_building_every_lesson_warns_nothing(engine, classroom):
+    """A teacher's terminal shows the URL, not a Panel warning per page (a FlexBox with a
+    fixed width inside a stretching layout used to print one for every student)."""
+    import param
+
+    from dashboard.app import Shell, build_template
+    from dashboard.views import LESSONS
+
+    before = param.parameterized.warning_count
+    state = make(engine, classroom=classroom)
+    build_template(Shell(state=state))
+    for name in LESSONS:
+        LESSONS[name].view(state=state).__panel__()
+    assert param.parameterized.warning_count == before

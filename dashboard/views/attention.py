@@ -36,8 +36,14 @@ class AttentionLesson(LessonView):
         stage = choice_group(s, "stage", {label: key for key, label in STAGES.items()})
         # the controls wrap within the heatmap's width, so the detail panel fits beside it
         width = style.matrix + style.colorbar + 10
+        # stretch_width (what its children ask for) within the column's width; a fixed width
+        # here too would only make Panel warn and turn it into this min_width
         self._controls = pn.FlexBox(
-            head_controls(s), labelled("Stage", stage), margin=0, width=width
+            head_controls(s),
+            labelled("Stage", stage),
+            margin=0,
+            sizing_mode="stretch_width",
+            min_width=width,
         )
         self._layout = pn.FlexBox(
             pn.Column(
