@@ -19,7 +19,7 @@ help:
 	@echo "make build   retrain the tokenizer and model and re-export static/ (about 5 min)"
 	@echo "make bench   run the benchmarks, about 8 min (ratios against reference implementations)"
 	@echo "make lint    ruff"
-	@echo "make lock   pin constraints.txt to the versions installed in .venv"
+	@echo "make lock    pin constraints.txt to the versions installed in .venv"
 
 # Run-time dependencies only: serving never needs torch.
 $(VENV)/.run: pyproject.toml constraints.txt
