@@ -204,4 +204,5 @@ elif __name__.startswith("bokeh_app"):
     from dashboard.app import create_app
 
     configure(parse_args(sys.argv[1:], strict=False))
+    sessions.no_delay_websockets()  # before this page's websocket opens
     create_app().servable()

@@ -139,6 +139,9 @@ class WsSession:
         self._ws = await websocket_connect(
             request, subprotocols=["bokeh", token], max_message_size=64 * 2**20
         )
+        # as browsers do (Chromium sets TCP_NODELAY on every socket): without it, the second
+        # and third frames of each message waited for the server's delayed acknowledgement
+        self._ws.protocol.set_nodelay(True)
         loop = asyncio.get_running_loop()
         self._ack, self._doc = loop.create_future(), loop.create_future()
         self._reader = asyncio.create_task(self._read_loop())

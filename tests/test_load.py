@@ -100,6 +100,86 @@ def test_this_bokeh_supports_batched_changes():
     assert batching_supported(Document())
 
 
+def test_browser_changes_are_applied_without_panels_wait():
+    """Panel schedules each browser change 50 ms later (its debounce); batch_changes applies
+    it at once, and leaves every other timeout alone."""
+    import functools
+
+    import panel as pn
+    from bokeh.document import Document
+
+    from dashboard.sessions import CHANGE_DELAY_MS, batch_changes
+
+    doc = Document()
+    scheduled = []
+    doc.add_timeout_callback = lambda callback, ms: scheduled.append((callback, ms))
+    doc._session_context = lambda: object()  # as in a server session
+    batch_changes(doc)
+    box = pn.widgets.TextInput()
+    assert box._debounce > 0  # Panel's own wait, which this removes
+    # what Panel does when a browser changes the box
+    box._server_change(doc, "ref", None, "value_input", "", "typed")
+    assert len(scheduled) == 1
+    callback, ms = scheduled[0]
+    assert ms == CHANGE_DELAY_MS == 0
+    assert callback.__wrapped__.func.__name__ == "_change_coroutine"
+    # other timeouts keep theirs
+    doc.add_timeout_callback(functools.partial(print), 250)
+    assert scheduled[-1][1] == 250
+
+
+NODELAY_PROBE = """
+import asyncio, gc, json, socket, time
+import panel as pn
+from panel.io.server import WSHandler
+from benchmarks import load
+from dashboard import sessions
+from dashboard.app import create_app
+
+port = load.free_port()
+server = pn.serve({"/": create_app}, port=port, address="127.0.0.1", show=False,
+                  threaded=True, start=True, **sessions.server_options())
+for _ in range(300):
+    try:
+        load.fetch_stats(f"http://127.0.0.1:{port}/")
+        break
+    except OSError:
+        time.sleep(0.1)
+
+async def probe():
+    s = load.WsSession(f"http://127.0.0.1:{port}/")
+    await s.open()
+    handlers = [o for o in gc.get_objects() if isinstance(o, WSHandler) and o.ws_connection]
+    flags = [h.ws_connection.stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+             for h in handlers]
+    await s.close()
+    return flags
+
+print(json.dumps(asyncio.run(probe())))
+server.stop()
+"""
+
+
+def test_the_servers_websockets_send_without_delay():
+    """Every websocket the server opens has Nagle's algorithm off (TCP_NODELAY), so the
+    frames of an answer are not held back waiting for the browser's acknowledgement. Run in
+    its own process: a server in this one would leave Panel's global state behind."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", NODELAY_PROBE],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    flags = json.loads(out.stdout.strip().splitlines()[-1])
+    assert flags and all(flags), flags
+
+
 def test_no_process_wide_busy_spinner():
     # Panel's busy indicator is shared by every session of a process: each event would
     # update all of them (quadratic in the class size)
