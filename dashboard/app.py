@@ -189,6 +189,7 @@ class Shell(pn.viewable.Viewer):
             # dropped every plot update made inside a hold (tests/test_browser_views.py).
             self._layouts[s.lesson] = view.__panel__()
             self.lesson_area.append(self._layouts[s.lesson])
+            sessions.settle_objects()  # the lesson stays in the page until its tab closes
         # lessons off screen stop drawing (and catch up when shown again)
         for name, view in self._views.items():
             view.shown = name == s.lesson
@@ -251,7 +252,9 @@ def _frozen_server_doc(server_doc, doc=None, *args, **kwargs):
     if doc is None or not hasattr(doc, "models"):
         return server_doc(doc, *args, **kwargs)
     with doc.models.freeze():
-        return server_doc(doc, *args, **kwargs)
+        page = server_doc(doc, *args, **kwargs)
+    sessions.settle_objects()  # the page lives as long as its tab
+    return page
 
 
 def create_app(classroom: bool | None = None) -> pn.template.FastListTemplate:

@@ -51,13 +51,38 @@ def test_short_load_has_no_errors_and_frees_every_session(server):
     assert freed["cache_kib"] == 0, freed
 
 
+def test_pages_are_settled_and_still_freed(server):
+    """Open pages are exempt from full garbage collections (sessions.settle_objects), and
+    that never keeps a closed page alive: the states of closed tabs are collected."""
+    url, _proc, _log = server
+    before = load.fetch_stats(url)
+
+    async def scenario():
+        sessions = [load.WsSession(url) for _ in range(2)]
+        for s in sessions:
+            await s.open()
+        while_open = await asyncio.get_running_loop().run_in_executor(None, load.fetch_stats, url)
+        for s in sessions:
+            await s.close()
+        return while_open, await load.wait_freed(url, timeout=30)
+
+    while_open, freed = asyncio.run(scenario())
+    assert while_open["live"] == 2
+    # two more pages' objects were exempted while they were open
+    assert while_open["settled"] > before["settled"], (before, while_open)
+    assert freed["live"] == 0 and not freed.get("timed_out"), freed
+    assert freed["leaked"] <= 1, freed
+    assert freed["settled"] < while_open["settled"], (while_open, freed)
+
+
 def test_stats_endpoint_says_nothing_private(server):
     url, _proc, _log = server
     with urllib.request.urlopen(url.rstrip("/") + STATS_PATH, timeout=5) as r:
         stats = json.loads(r.read())
         assert r.headers["Content-Type"].startswith("application/json")
     assert set(stats) == {
-        "pid", "live", "opened", "closed", "leaked", "collecting", "cache_kib", "rss_kib"
+        "pid", "live", "opened", "closed", "leaked", "collecting", "cache_kib", "settled",
+        "rss_kib",
     }  # fmt: skip
     assert all(isinstance(v, int) for v in stats.values())
 
