@@ -5,8 +5,9 @@ Every page a browser opens is a Bokeh server session holding one :class:`Anatomy
 views and their plots. Bokeh discards a session once no browser has been connected to it for
 ``UNUSED_LIFETIME_S`` (it checks every ``CHECK_UNUSED_S``); then Panel calls the callbacks
 registered with ``pn.state.on_session_destroyed``. Ours forgets the session and, shortly after
-the last of a burst of closings, collects the garbage and hands freed heap back to the
-operating system, so that a server's memory returns to where it was after a class leaves.
+the last of a burst of closings (or, while others are open, once enough have closed), collects
+the garbage and hands freed heap back to the operating system, so that a server's memory
+returns to where it was after a class leaves.
 
 :func:`stats` says how many sessions this process holds and how many states are still alive
 (weak references: a state that outlives its session is a leak); :class:`StatsHandler` serves
@@ -41,12 +42,14 @@ from dashboard.state import clear_engine_cache, engine_cache_bytes
 UNUSED_LIFETIME_S = 15.0
 CHECK_UNUSED_S = 5.0
 TRIM_DELAY_S = 1.0  # collect once per burst of closings, not once per session
+COLLECT_AFTER = 8  # while pages are open, closed pages that justify a full collection
 STATS_PATH = "/anatomy-sessions.json"
 CHANGE_DELAY_MS = 0  # before a browser change is applied (Panel's default: 50 ms)
 
 _LOCK = threading.Lock()
 _STATES: dict[str, weakref.ref] = {}  # live session id -> its state
-_GONE: list[weakref.ref] = []  # states of destroyed sessions, until they are collected
+_CLOSED: list[weakref.ref] = []  # states of destroyed sessions, not yet through a full collection
+_GONE: list[weakref.ref] = []  # states still reachable after a full collection: leaks
 _COUNTS = {"opened": 0, "closed": 0}
 _TRIM: dict[str, Any] = {"pending": False, "last": 0.0}
 
@@ -207,28 +210,42 @@ def _destroyed(session_context) -> None:
         if ref is None:
             return
         _COUNTS["closed"] += 1
-        _GONE.append(ref)
+        _CLOSED.append(ref)
         if _TRIM["pending"]:
             return
         _TRIM["pending"] = True
     IOLoop.current().call_later(TRIM_DELAY_S, release_memory)
 
 
-def release_memory() -> None:
-    """Collect unreachable objects (sessions are full of reference cycles) and give free heap
-    pages back to the operating system (glibc's ``malloc_trim``; elsewhere a no-op)."""
+def release_memory(force: bool = False) -> bool:
+    """Collect the closed pages (sessions are full of reference cycles) and give free heap
+    pages back to the operating system (glibc's ``malloc_trim``; elsewhere a no-op).
+
+    A full collection walks every object of the process, the open pages too: a pause of up to
+    half a second for everyone on this worker. So while pages are open it waits until the
+    closed ones number ``COLLECT_AFTER`` and at least as many as the open ones (the work per
+    closed page then stays bounded), and it always runs once the last page has closed. With
+    several workers this matters at a class's start: a page's first request and its websocket
+    may reach different workers (Bokeh's sessions live in one process), and the page built for
+    the request is dropped unused a few seconds later, about half of them with two workers.
+    Returns whether it collected."""
     with _LOCK:
         _TRIM["pending"] = False
-        idle = not _STATES
-    if idle:  # the class has left: its cached forward passes help nobody
+        live = len(_STATES)
+        waiting = sum(1 for r in _CLOSED if r() is not None)
+    if live and not force and waiting < max(COLLECT_AFTER, live):
+        return False
+    if not live:  # the class has left: its cached forward passes help nobody
         clear_engine_cache()
     gc.unfreeze()  # the closed sessions' objects are among the frozen ones (settle_objects)
     gc.collect()
     gc.freeze()  # the survivors: the other sessions' pages, still in use
     _malloc_trim()
     with _LOCK:
-        _GONE[:] = [r for r in _GONE if r() is not None]
+        _GONE[:] = [r for r in _GONE + _CLOSED if r() is not None]
+        _CLOSED.clear()
         _TRIM["last"] = time.time()
+    return True
 
 
 @functools.cache
@@ -250,8 +267,9 @@ def _malloc_trim() -> None:
 
 
 def stats() -> dict[str, int]:
-    """This process's sessions: live now, opened and closed since start, and ``leaked``:
-    states of closed sessions still reachable after the last collection."""
+    """This process's sessions: live now, opened and closed since start, ``leaked``: states
+    of closed sessions still reachable after a full collection, and ``waiting``: closed ones
+    not through a full collection yet (see :func:`release_memory`)."""
     with _LOCK:
         return {
             "pid": os.getpid(),
@@ -259,6 +277,7 @@ def stats() -> dict[str, int]:
             "opened": _COUNTS["opened"],
             "closed": _COUNTS["closed"],
             "leaked": sum(1 for r in _GONE if r() is not None),
+            "waiting": sum(1 for r in _CLOSED if r() is not None),  # closed, not collected yet
             "collecting": int(_TRIM["pending"]),
             "cache_kib": engine_cache_bytes() // 1024,  # cached forward passes
             "settled": gc.get_freeze_count(),  # objects exempt from full collections

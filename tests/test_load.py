@@ -82,7 +82,7 @@ def test_stats_endpoint_says_nothing_private(server):
         assert r.headers["Content-Type"].startswith("application/json")
     assert set(stats) == {
         "pid", "live", "opened", "closed", "leaked", "collecting", "cache_kib", "settled",
-        "rss_kib",
+        "waiting", "rss_kib",
     }  # fmt: skip
     assert all(isinstance(v, int) for v in stats.values())
 
@@ -123,6 +123,49 @@ def test_this_bokeh_supports_batched_changes():
     from dashboard.sessions import batching_supported
 
     assert batching_supported(Document())
+
+
+def test_closed_pages_wait_for_enough_of_them_while_others_are_open(monkeypatch):
+    """release_memory's full collection pauses every open page of the worker: while pages
+    are open it waits for enough closed ones; when the last page closes it always runs, and
+    what it collects is really gone."""
+    import gc
+    import weakref
+
+    from dashboard import sessions
+
+    class Page:  # a closed page: unreachable, but only through a reference cycle
+        def __init__(self):
+            self.me = self
+
+    monkeypatch.setattr(sessions, "_STATES", {})
+    monkeypatch.setattr(sessions, "_CLOSED", [])
+    monkeypatch.setattr(sessions, "_GONE", [])
+    open_pages = [Page() for _ in range(10)]
+    sessions._STATES.update({str(i): weakref.ref(p) for i, p in enumerate(open_pages)})
+
+    def close(n: int) -> None:
+        for _ in range(n):
+            page = Page()
+            sessions._CLOSED.append(weakref.ref(page))
+            del page
+
+    gc.disable()  # no automatic collection behind the test's back
+    try:
+        close(3)
+        assert sessions.release_memory() is False  # 3 closed, 10 open: not worth a pause
+        assert sessions.stats()["waiting"] == 3
+        close(7)
+        assert sessions.release_memory() is True  # as many closed as open
+        stats = sessions.stats()
+        assert stats["waiting"] == 0 and stats["leaked"] == 0
+        close(2)
+        sessions._STATES.clear()  # the class has left
+        assert sessions.release_memory() is True
+        assert sessions.stats()["waiting"] == 0
+    finally:
+        gc.enable()
+        gc.unfreeze()
 
 
 def test_browser_changes_are_applied_without_panels_wait():
