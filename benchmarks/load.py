@@ -13,8 +13,9 @@ keystroke of it), the heatmap's title naming the new layer and head, the next-to
 title naming the new temperature. Errors: server ERROR messages, closed websockets, updates
 not answered within 10 s, and ERROR lines in the server's log.
 
-Then a fairness check: one session's latency alone, and again while another session floods
-the server with 1,000 updates a second of 10,000-character texts (the ratio is printed).
+Then a fairness check: one session's latency alone, and again while another session tries to
+flood the server with 1,000 updates a second of 10,000-character texts (the ratio is printed,
+and the rate the flood achieved: the server reads it only as fast as it answers it).
 
 Server memory (VmRSS from /proc, the server and its workers): ``before`` is measured after
 warm-up sessions (two per worker process) typed the same sentences and closed (lazy imports and
@@ -516,7 +517,8 @@ def tree_rss_kib(pid: int) -> int:
 
 @contextmanager
 def server(num_procs: int = 1, lifetime: float = 5.0, extra: tuple[str, ...] = ()):
-    """``panel_serve.py`` on a free port of 127.0.0.1; yields (URL, process, log path)."""
+    """``panel_serve.py`` on a free port of 127.0.0.1; yields (URL, process, log path). The
+    log is deleted when the block ends."""
     port = free_port()
     log = Path(tempfile.mkstemp(prefix="anatomy-load-", suffix=".log")[1])
     cmd = [sys.executable, str(ROOT / "panel_serve.py"), "--port", str(port)]
@@ -548,6 +550,7 @@ def server(num_procs: int = 1, lifetime: float = 5.0, extra: tuple[str, ...] = (
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(proc.pid, 9)
             proc.wait()
+        log.unlink(missing_ok=True)  # read it inside the block
 
 
 def log_errors(log: Path) -> list[str]:
@@ -742,7 +745,7 @@ def summary(r: dict) -> str:
     if f := r.get("fairness"):
         line += (
             f"; a flooded neighbour: p50 {f['alone_ms']['p50']} -> {f['flooded_ms']['p50']} ms "
-            f"({f['p50_ratio']}x)"
+            f"({f['p50_ratio']}x; the flood got {f['flood_updates_per_s']} texts a second in)"
         )
     return line
 
@@ -766,8 +769,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with server(args.num_procs, args.session_lifetime) as (url, proc, log):
             result = asyncio.run(benchmark(args, url, proc.pid))
-        server_errors = log_errors(log)
-        log.unlink(missing_ok=True)
+            server_errors = log_errors(log)
     result["server_log_errors"] = len(server_errors)
     result["server_log_samples"] = server_errors[:5]
     result["errors"] += len(server_errors)

@@ -127,8 +127,9 @@ def test_text_comes_back_as_text(server):
 
 
 def test_a_flooding_session_slows_only_itself(server):
-    """One session sends 10,000-character texts a thousand times a second; another, ordinary
-    session is still served throughout (how much slower: benchmarks/load.py's ratio)."""
+    """One session tries to send 10,000-character texts a thousand times a second; another,
+    ordinary session is still served throughout (how much slower: benchmarks/load.py's
+    ratio)."""
     url, log = server
     logged = len(load.log_errors(log))
 
@@ -153,7 +154,10 @@ def test_a_flooding_session_slows_only_itself(server):
         return result
 
     tally, sent, flooder_errors, victim_errors = run(scenario())
-    assert sent > 1000  # the flood really happened
+    # the flood really happened: the server reads a session's messages only as fast as it
+    # answers them (a full redraw each), so TCP holds the sender back to a few hundred
+    # 10,000-character texts in those seconds, far beyond any typist
+    assert sent > 200
     assert tally.errors == [] and victim_errors == [] and flooder_errors == []
     assert len(tally.latency["layer"]) >= 1 and len(tally.latency["type"]) == len("The cat sat.")
     assert load.log_errors(log)[logged:] == []
