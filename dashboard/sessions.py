@@ -217,7 +217,7 @@ def _destroyed(session_context) -> None:
     IOLoop.current().call_later(TRIM_DELAY_S, release_memory)
 
 
-def release_memory(force: bool = False) -> bool:
+def release_memory() -> bool:
     """Collect the closed pages (sessions are full of reference cycles) and give free heap
     pages back to the operating system (glibc's ``malloc_trim``; elsewhere a no-op).
 
@@ -233,7 +233,7 @@ def release_memory(force: bool = False) -> bool:
         _TRIM["pending"] = False
         live = len(_STATES)
         waiting = sum(1 for r in _CLOSED if r() is not None)
-    if live and not force and waiting < max(COLLECT_AFTER, live):
+    if live and waiting < max(COLLECT_AFTER, live):
         return False
     if not live:  # the class has left: its cached forward passes help nobody
         clear_engine_cache()
