@@ -45,7 +45,8 @@ if __name__ == "__main__":
     use_system_malloc()
 
 from dashboard import sessions  # noqa: E402 - after the re-exec: panel takes a second to import
-from dashboard.state import ENV_CLASSROOM, ENV_MODEL, ENV_PROVIDER, ENV_STATIC  # noqa: E402
+from dashboard.state import ENV_CLASSROOM, ENV_MODEL, ENV_PROVIDER  # noqa: E402
+from models.manifest import ENV_STATIC  # noqa: E402
 
 LOCAL = ("127.0.0.1", "localhost")
 # Browsers send at most a 20,000-character text (the box's max_length): a few hundred KiB

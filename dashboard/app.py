@@ -17,13 +17,12 @@ import param
 from panel.theme.fast import Fast
 
 from dashboard import sessions
-from dashboard.state import ENV_CLASSROOM, URL_KEYS, AnatomyState, env_flag
-from dashboard.views import LESSONS
+from dashboard.state import ENV_CLASSROOM, SHELL_KEYS, SessionState, env_flag, state_class
+from dashboard.views import LESSONS, registry
 from dashboard.views.components import KeyboardNav, TokenChips
 from dashboard.views.registry import LessonView
 from dashboard.views.widgets import (
     OptionSelect,
-    choice_group,
     css,
     labelled,
     text_pane,
@@ -57,7 +56,7 @@ OfflineFast.__name__ = "Fast"
 class Shell(pn.viewable.Viewer):
     """Everything around the lessons: text, model, tokens, messages, navigation, header."""
 
-    state = param.ClassSelector(class_=AnatomyState)
+    state = param.ClassSelector(class_=SessionState)
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -85,12 +84,17 @@ class Shell(pn.viewable.Viewer):
             sizing_mode="stretch_width",
         )
         two_way(self.model, s, "model")
-        self.nav = choice_group(
-            s,
-            "lesson",
-            {lesson.title: name for name, lesson in LESSONS.items()},
-            orientation="vertical",
+        self.nav = chapter_nav(s)
+        self.about = text_pane("", "explain", "lesson-about", sizing_mode="stretch_width")
+        self.previous = pn.widgets.Button(color="light", css_classes=["lesson-previous"])
+        self.next = pn.widgets.Button(color="light", css_classes=["lesson-next"])
+        self.previous.on_click(lambda _e: self._go(0))
+        self.next.on_click(lambda _e: self._go(1))
+        self.lesson_header = pn.Column(
+            self.about,
+            pn.Row(self.previous, self.next, margin=0),
             sizing_mode="stretch_width",
+            margin=0,
         )
         self.chips = TokenChips(tokens=s.tokens, ids=s.ids, selected=s.query, margin=(5, 10))
         two_way(self.chips, s, "query", prop="selected")
@@ -148,7 +152,7 @@ class Shell(pn.viewable.Viewer):
         self.message.object = html.escape(s.message)
         self.message.css_classes = ["message", "error"] if s.status == "error" else ["message"]
         self.message.visible = s.status != "ok"
-        self.lesson_area.visible = s.status == "ok"
+        self.lesson_area.visible = self.lesson_header.visible = s.status == "ok"
         self.chips.visible = s.status == "ok"
         if s.status == "ok" and self.state.lesson not in self._views:
             self._show_lesson()
@@ -180,6 +184,8 @@ class Shell(pn.viewable.Viewer):
         Visited lessons stay in the page, hidden: switching back only toggles visibility
         instead of sending the whole lesson to the browser again."""
         s = self.state
+        if s.lesson in LESSONS:
+            self._lesson_header(s.lesson)
         if s.status != "ok" or s.lesson not in LESSONS:
             return
         if s.lesson not in self._views:
@@ -194,6 +200,22 @@ class Shell(pn.viewable.Viewer):
         for name, view in self._views.items():
             view.shown = name == s.lesson
             self._layouts[name].visible = name == s.lesson
+
+    def _lesson_header(self, name: str) -> None:
+        """The lesson's "what you see, what to try", and the course's previous and next."""
+        self.about.object = f"<p>{LESSONS[name].about}</p>"
+        for button, other, arrow in zip(
+            (self.previous, self.next), registry.neighbours(name), ("← ", " →"), strict=True
+        ):
+            button.visible = other is not None
+            if other is not None:
+                title = LESSONS[other].title
+                button.label = f"{arrow}{title}" if arrow == "← " else f"{title}{arrow}"
+
+    def _go(self, which: int) -> None:
+        other = registry.neighbours(self.state.lesson)[which]
+        if other is not None:
+            self.state.lesson = other
 
     @property
     def sidebar(self) -> list:
@@ -211,10 +233,43 @@ class Shell(pn.viewable.Viewer):
 
     @property
     def main(self) -> list:
-        return [self.keyboard, self.message, self.notice, self.chips, self.lesson_area]
+        return [
+            self.keyboard,
+            self.message,
+            self.notice,
+            self.chips,
+            self.lesson_area,
+            self.lesson_header,  # below the plots: they stay above the fold on a projector
+        ]
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Row(pn.Column(*self.sidebar, width=320), pn.Column(*self.main))
+
+
+def chapter_nav(state: SessionState) -> pn.Column:
+    """The lessons chapter by chapter (empty chapters hidden), in course order: one button
+    group per chapter, all choosing ``state.lesson`` (the others then show no choice)."""
+    groups: dict[str, pn.widgets.RadioButtonGroup] = {}
+    rows = []
+    for chapter, names in registry.chapters().items():
+        group = groups[chapter] = pn.widgets.RadioButtonGroup(
+            options={LESSONS[n].title: n for n in names},
+            value=state.lesson if state.lesson in names else None,
+            orientation="vertical",
+            color="primary",
+            variant="outline",
+            sizing_mode="stretch_width",
+            css_classes=["chapter-lessons"],
+        )
+        group.param.watch(lambda e: e.new is not None and setattr(state, "lesson", e.new), "value")
+        rows += [text_pane(chapter, "chapter", margin=(6, 5, 0, 5)), group]
+
+    def show(event) -> None:
+        for group in groups.values():
+            group.value = event.new if event.new in group.values else None
+
+    state.param.watch(show, "lesson")
+    return pn.Column(*rows, margin=0, sizing_mode="stretch_width")
 
 
 def build_template(shell: Shell) -> pn.template.FastListTemplate:
@@ -259,10 +314,10 @@ def _frozen_server_doc(server_doc, doc=None, *args, **kwargs):
 
 def create_app(classroom: bool | None = None) -> pn.template.FastListTemplate:
     """One browser session's page. ``classroom`` is the default when the URL does not say."""
-    state = AnatomyState(lessons=list(LESSONS))
+    state = state_class()(lessons=registry.course())
     location = pn.state.location
     if location is not None:
-        in_url = URL_KEYS["classroom"] in location.query_params
+        in_url = SHELL_KEYS["classroom"] in location.query_params
         state.sync_url(location)
     else:
         in_url = False

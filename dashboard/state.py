@@ -12,56 +12,42 @@ themselves. Bad input never raises out of this module: it becomes ``message`` an
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
-from pathlib import Path
+import urllib.parse
 from typing import Any
 
 import param
 
-from dashboard.lessons.attention import MASK_KINDS
-from models.bpe import readable
-from models.runtime import STATIC_DIR, Engine, EngineError
+from dashboard.views import registry
+from models.manifest import static_dir
+from models.reading import read_text
+from models.runtime import Engine, EngineError
 
 # In the corpus's own register (docstrings), so the tokenizer splits it into whole words, and
 # with repeats ("the file", "is not") that show heads looking back at earlier occurrences.
 DEFAULT_TEXT = "If the file does not exist, an exception is raised and the file is not created."
-STAGES = {"scaled": "scaled scores q·k/√d", "masked": "masked scores", "probs": "probabilities"}
-FILLS = {"-inf": float("-inf"), "-1e9": -1e9}
+DEFAULT_LESSON = registry.DEFAULT_LESSON
 
-# State parameter -> URL query key. Short keys keep shared links readable.
-URL_KEYS: dict[str, str] = {
-    "lesson": "lesson",
-    "text": "text",
-    "model": "model",
-    "layer": "layer",
-    "head": "head",
-    "query": "q",
-    "key": "k",
-    "stage": "stage",
-    "mask": "mask",
-    "window": "window",
-    "pad": "pad",
-    "fill": "fill",
-    "temperature": "temperature",
-    "top_k": "topk",
-    "top_p": "topp",
-    "classroom": "classroom",
-}
+# The shell's own parameters -> URL query keys; the lessons' options add theirs (registry).
+SHELL_KEYS = {"lesson": "lesson", "text": "text", "model": "model", "classroom": "classroom"}
+
+
+def url_keys() -> dict[str, str]:
+    """Every state parameter mirrored in the URL -> its query key."""
+    return {**SHELL_KEYS, **registry.url_keys()}
+
+
+URL_KEYS: dict[str, str] = url_keys()
 
 # -- the engine: one per process, shared by every browser session ---------------------------------
-ENV_STATIC = "ANATOMY_STATIC"
 ENV_PROVIDER = "ANATOMY_PROVIDER"
 ENV_MODEL = "ANATOMY_MODEL"
 ENV_CLASSROOM = "ANATOMY_CLASSROOM"
 
 _ENGINE: Engine | None = None
 _ENGINE_LOCK = threading.Lock()
-
-
-def static_dir() -> Path:
-    """The folder the models are loaded from: ``$ANATOMY_STATIC`` or the repository's static/."""
-    return Path(os.environ.get(ENV_STATIC) or STATIC_DIR)
 
 
 def get_engine() -> Engine:
@@ -104,34 +90,14 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def token_labels(tokens: list[str]) -> list[str]:
-    """Axis labels that stay unique when a token repeats: ``"3: the"``."""
-    return [f"{i}: {tok}" for i, tok in enumerate(tokens)]
-
-
-class AnatomyState(param.Parameterized):
-    """One browser session's linked state. Views watch it; widgets write to it."""
+class SessionState(registry.Selection):
+    """One browser session's linked state, less the lessons' options (:func:`state_class`
+    adds them). Views watch it; widgets write to it."""
 
     # -- what the user chooses (mirrored in the URL) ----------------------------------------------
-    lesson = param.Selector(default="attention", objects=["attention"], doc="The lesson shown.")
+    lesson = param.Selector(default=DEFAULT_LESSON, objects=[DEFAULT_LESSON], doc="Lesson shown.")
     text = param.String(default=DEFAULT_TEXT, doc="The text the model reads.")
     model = param.Selector(default=None, objects=[], doc="The model from the manifest.")
-    layer = param.Integer(default=0, bounds=(0, None), doc="Selected layer (0-based).")
-    head = param.Integer(default=0, bounds=(0, None), doc="Selected attention head (0-based).")
-    query = param.Integer(default=0, bounds=(0, None), doc="Selected query token position.")
-    key = param.Integer(default=0, bounds=(0, None), doc="Selected key token position.")
-    stage = param.Selector(default="probs", objects=list(STAGES), doc="Heatmap stage.")
-    mask = param.Selector(default="causal", objects=list(MASK_KINDS), doc="Mask variant.")
-    window = param.Integer(default=3, bounds=(1, None), doc="Sliding-window width in tokens.")
-    pad = param.Integer(default=2, bounds=(0, None), doc="Padding tokens before the text.")
-    fill = param.Selector(default="-inf", objects=list(FILLS), doc="Value for masked scores.")
-    temperature = param.Number(default=1.0, bounds=(0.0, 10.0), doc="Sampling temperature.")
-    top_k = param.Integer(
-        default=None, allow_None=True, bounds=(1, None), doc="Keep the k likeliest (None: off)."
-    )
-    top_p = param.Number(
-        default=1.0, bounds=(0.0, 1.0), inclusive_bounds=(False, True), doc="Nucleus (1: off)."
-    )
     classroom = param.Boolean(default=False, doc="Dark, large, projector-friendly theme.")
 
     # -- derived from text and model (never in the URL) ------------------------------------------
@@ -154,11 +120,13 @@ class AnatomyState(param.Parameterized):
                 self._engine = get_engine()
             except EngineError as err:
                 self._engine_error = str(err)
-        if lessons:
-            self.param.lesson.objects = list(lessons)
-            self.param.lesson.check_on_set = True
-            if params.get("lesson") not in lessons:
-                params["lesson"] = lessons[0]
+        lessons = list(lessons or registry.course() or [DEFAULT_LESSON])
+        self.param.lesson.objects = lessons
+        self.param.lesson.check_on_set = True
+        if "lesson" in params:
+            params["lesson"] = registry.resolve(params["lesson"]) or params["lesson"]
+        if params.get("lesson") not in lessons:
+            params["lesson"] = DEFAULT_LESSON if DEFAULT_LESSON in lessons else lessons[0]
         if self._engine is not None:
             self.param.model.objects = self._engine.model_names
             self.param.model.check_on_set = True  # an unknown model in a link is refused
@@ -193,43 +161,22 @@ class AnatomyState(param.Parameterized):
 
     @param.depends("text", "model", watch=True)
     def _update(self) -> None:
-        """Tokenise, truncate to the block size, run the model; never raises."""
+        """Read the text with the model (models.reading); never raises."""
         if self._engine is None:
             self._set_derived(status="error", message=self._engine_error)
             return
-        try:
-            tokenizer = self._engine.tokenizer(self.model)
-            ids = tokenizer.encode(self.text)
-            if not ids:
-                self._set_derived(
-                    status="empty",
-                    message="Type a sentence in the text box to see how the model reads it.",
-                )
-                return
-            block = int(self.config["block_size"])
-            notices = []
-            if len(ids) > block:
-                notices.append(
-                    f"Your text is {len(ids)} tokens long; {self.model} reads at most {block}, "
-                    f"so only the first {block} tokens are shown."
-                )
-                ids = ids[:block]
-            tokens = [readable(tokenizer.token_bytes(i)) for i in ids]
-            forward = self._engine.run(self.model, ids)
-            provider = self._engine.provider(self.model)
-            if extra := self._engine.provider_notice(self.model):
-                notices.append(extra)
-        except EngineError as err:
-            self._set_derived(status="error", message=str(err))
+        r = read_text(self._engine, self.model, self.text)
+        if not r.ok:
+            self._set_derived(status=r.status, message=r.message)
             return
         self._set_derived(
             status="ok",
-            ids=list(ids),
-            tokens=tokens,
-            labels=token_labels(tokens),
-            forward=forward,
-            provider=provider,
-            notice=" ".join(notices + self._url_notices_text()),
+            ids=r.ids,
+            tokens=r.tokens,
+            labels=r.labels,
+            forward=r.forward,
+            provider=r.provider,
+            notice=" ".join([*r.notices, *self._url_notices_text()]),
         )
 
     def _url_notices_text(self) -> list[str]:
@@ -275,8 +222,12 @@ class AnatomyState(param.Parameterized):
         if self.ids:
             self.query = min(max(self.query + delta, 0), len(self.ids) - 1)
 
+    def options(self) -> dict[str, Any]:
+        """Every lesson option's value (what a snapshot of this session starts from)."""
+        return {name: getattr(self, name) for name in registry.option_names()}
+
     def step_lesson(self, delta: int) -> None:
-        """Go to the next or previous lesson, wrapping around."""
+        """Go to the next or previous lesson in the course, wrapping around."""
         lessons = list(self.param.lesson.objects)
         i = lessons.index(self.lesson) if self.lesson in lessons else 0
         self.lesson = lessons[(i + delta) % len(lessons)]
@@ -286,17 +237,45 @@ class AnatomyState(param.Parameterized):
         """Apply URL values one by one, so one bad value (an unknown model, a negative layer)
         is reported and skipped instead of discarding the whole link."""
         bad = []
+        keys = url_keys()
+        written = dict(urllib.parse.parse_qsl(getattr(self, "_search", "")[1:]))
         for name, value in values.items():
+            if _textual(self.param[name]) and keys.get(name) in written:
+                value = written[keys[name]]  # as written: Panel reads "-1e9" or "2024" as numbers
             try:
-                if isinstance(value, str) and name != "text":
+                if name == "lesson" and isinstance(value, str):
+                    value = registry.resolve(value) or value  # old names still link
+                if isinstance(value, str) and not _textual(self.param[name]):
                     value = self.param[name].deserialize(value)
                 self.param.update(**{name: value})
             except Exception:
-                bad.append(f"{URL_KEYS.get(name, name)}={value!s:.40}")
+                bad.append(f"{url_keys().get(name, name)}={value!s:.40}")
         if bad:
             self._url_notices = [f"Ignored unusable link values: {', '.join(bad)}."]
             self.notice = " ".join(filter(None, [self.notice, *self._url_notices]))
 
     def sync_url(self, location) -> None:
         """Mirror the state in ``location``'s query string (``pn.state.location``), both ways."""
-        location.sync(self, URL_KEYS, on_error=self.apply_query)
+        self._search = location.search  # the link as opened
+        location.sync(self, url_keys(), on_error=self.apply_query)
+
+
+def _textual(p: param.Parameter) -> bool:
+    """A parameter whose link value is its text as written (the text, or a choice among
+    strings such as fill=-inf, which JSON would read as a number or refuse)."""
+    if isinstance(p, param.String):
+        return True
+    return isinstance(p, param.Selector) and all(isinstance(o, str) for o in p.objects)
+
+
+def state_class() -> type[SessionState]:
+    """The session state with every registered lesson's options composed in."""
+    return _state_class(registry.composed_options())
+
+
+@functools.cache
+def _state_class(options: type) -> type[SessionState]:
+    return type("AnatomyState", (SessionState, options), {"__doc__": SessionState.__doc__})
+
+
+AnatomyState = state_class()

@@ -2,11 +2,10 @@
 
 Run-time code: no torch. The public API::
 
-    from export import Selection, build_snapshot, export_snapshot
+    from export import build_snapshot, export_snapshot
     export_snapshot("snapshot.html", "If the file does not exist...", lessons="attention,bpe")
 """
 
-from export.common import Selection
 from export.snapshot import (
     LESSONS,
     SnapshotError,
@@ -18,7 +17,6 @@ from export.snapshot import (
 
 __all__ = [
     "LESSONS",
-    "Selection",
     "SnapshotError",
     "build_snapshot",
     "export_snapshot",

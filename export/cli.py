@@ -7,7 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from export.snapshot import LESSONS, SnapshotError, export_snapshot
+from dashboard.views import registry
+from export.snapshot import SnapshotError, export_snapshot
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,8 +27,8 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--lessons",
-        default=",".join(LESSONS),
-        help=f"comma-separated lessons (default: {','.join(LESSONS)})",
+        default=",".join(registry.course()),
+        help=f"comma-separated lessons (default: {','.join(registry.course())})",
     )
     p.add_argument("--classroom", action="store_true", help="dark, large-text theme")
     p.add_argument("--out", required=True, type=Path, help="the HTML file to write")

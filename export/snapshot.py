@@ -13,8 +13,7 @@ import html
 import os
 import re
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,25 +22,19 @@ from bokeh.embed.bundle import bundle_for_objs_and_resources
 from bokeh.embed.elements import html_page_for_render_items
 from bokeh.embed.util import standalone_docs_json_and_render_items
 from bokeh.events import DocumentReady
+from bokeh.layouts import column
 from bokeh.models import Column, InlineStyleSheet, TabPanel, Tabs
 from bokeh.resources import INLINE
 
-from dashboard.state import static_dir, token_labels
+from dashboard.views import registry
+from dashboard.views.offline import Context, div
 from dashboard.views.plots import plot_style
-from export.common import Context, Selection, div
-from export.lessons import attention, bpe, mask, precision, temperature
-from models.bpe import readable
+from models.manifest import static_dir
+from models.reading import read_text
 from models.runtime import Engine, EngineError
 
-LESSONS: dict[str, tuple[str, Callable]] = {
-    "attention": ("Attention", attention.build),
-    "mask": ("Causal mask", mask.build),
-    "temperature": ("Temperature & sampling", temperature.build),
-    "bpe": ("BPE merges", bpe.build),
-    "precision": ("Number formats", precision.build),
-}
-# The dashboard's lesson names, where they differ from the snapshot's.
-DASHBOARD_LESSONS = {"sampling": "temperature"}
+# The lessons (name -> registry.Lesson), the same registry the dashboard's navigation uses.
+LESSONS = registry.LESSONS
 
 TEMPLATE = """
 {% block preamble %}
@@ -63,20 +56,33 @@ class SnapshotError(ValueError):
 
 
 def parse_lessons(names: str | Sequence[str] | None) -> list[str]:
-    """``"attention,bpe"`` or a list → lesson names in the order given (None: all)."""
+    """``"attention,bpe"`` or a list → lesson names in the order given (None: all, in course
+    order). Old names (``temperature``) still work."""
     if names is None:
-        return list(LESSONS)
+        return registry.course()
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
-    names = [DASHBOARD_LESSONS.get(n, n) for n in names]
-    unknown = [n for n in names if n not in LESSONS]
+    choose = ", ".join(registry.course())
+    unknown = [n for n in names if registry.resolve(n) is None]
     if unknown:
-        raise SnapshotError(
-            f"unknown lesson {', '.join(map(repr, unknown))}; choose from {', '.join(LESSONS)}"
-        )
+        raise SnapshotError(f"unknown lesson {', '.join(map(repr, unknown))}; choose from {choose}")
     if not names:
-        raise SnapshotError(f"no lesson chosen; choose from {', '.join(LESSONS)}")
-    return list(dict.fromkeys(names))
+        raise SnapshotError(f"no lesson chosen; choose from {choose}")
+    return list(dict.fromkeys(registry.resolve(n) for n in names))
+
+
+def lesson_options(options: dict | None) -> tuple[registry.Options, frozenset]:
+    """Every lesson's options, from their defaults and ``options`` (name -> value, validated
+    by the options' own bounds), and the names that were given."""
+    options = dict(options or {})
+    known = set(registry.option_names())
+    if unknown := sorted(set(options) - known):
+        raise SnapshotError(f"unknown option {', '.join(map(repr, unknown))}")
+    try:
+        values = registry.composed_options()(**options)
+    except (ValueError, TypeError) as err:
+        raise SnapshotError(f"bad option value: {err}") from None
+    return values, frozenset(options)
 
 
 def _css(classroom: bool) -> tuple[str, str]:
@@ -94,7 +100,7 @@ def _context(
     text: str,
     model: str | None,
     classroom: bool,
-    selection: Selection,
+    options: dict | None,
     stylesheet: InlineStyleSheet,
 ) -> tuple[Context, list[str]]:
     if not isinstance(text, str) or not text.strip():
@@ -104,36 +110,31 @@ def _context(
         raise SnapshotError(
             f"unknown model {model!r}; the manifest has {', '.join(engine.model_names)}"
         )
+    reading = read_text(engine, model, text)
+    if not reading.ok:
+        raise SnapshotError(reading.message)
+    selection, chosen = lesson_options(options)
     try:
-        tokenizer = engine.tokenizer(model)
         config = engine.config(model)
-        ids = tokenizer.encode(text)
-        notices = []
-        block = int(config["block_size"])
-        if len(ids) > block:
-            notices.append(
-                f"The text is {len(ids)} tokens long; {model} reads at most {block}, so only "
-                f"the first {block} tokens are shown."
-            )
-            ids = ids[:block]
-        forward = engine.run(model, ids)
+        tokenizer = engine.tokenizer(model)
     except EngineError as err:
         raise SnapshotError(str(err)) from None
-    tokens = [readable(tokenizer.token_bytes(i)) for i in ids]
     ctx = Context(
+        engine=engine,
         model=model,
         config=config,
         text=text,
-        ids=list(ids),
-        labels=token_labels(tokens),
-        tokens=tokens,
-        forward=forward,
+        ids=reading.ids,
+        labels=reading.labels,
+        tokens=reading.tokens,
+        forward=reading.forward,
         tokenizer=tokenizer,
         style=plot_style(classroom),
         selection=selection,
         stylesheet=stylesheet,
+        chosen=chosen,
     )
-    return ctx, notices
+    return ctx, list(reading.notices)
 
 
 def _header(ctx: Context, notices: list[str], when: str) -> str:
@@ -156,15 +157,16 @@ def build_snapshot(
     model: str | None = None,
     lessons: str | Sequence[str] | None = None,
     classroom: bool = False,
-    selection: Selection | None = None,
+    options: dict | None = None,
+    lesson: str | None = None,
     engine: Engine | None = None,
 ) -> str:
     """The snapshot's HTML for ``text`` read by ``model`` (default: the manifest's default),
-    with ``lessons`` (names or "a,b"; default all) in the normal or classroom theme.
+    with ``lessons`` (names or "a,b"; default all) in the normal or classroom theme, opening
+    on ``lesson`` with the lessons' ``options`` (name -> value; the rest at their defaults).
 
     Raises :class:`SnapshotError` with a message for a person on bad input."""
     names = parse_lessons(lessons)
-    selection = selection or Selection()
     if engine is None:
         try:
             engine = Engine(static_dir())
@@ -172,16 +174,16 @@ def build_snapshot(
             raise SnapshotError(str(err)) from None
     page_css, shadow_css = _css(classroom)
     sheet = InlineStyleSheet(css=shadow_css)
-    ctx, notices = _context(engine, text, model, classroom, selection, sheet)
+    ctx, notices = _context(engine, text, model, classroom, options, sheet)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = div(ctx, _header(ctx, notices, when), "snap-header", name="snapshot-header")
-    panels = [
-        TabPanel(child=LESSONS[n][1](ctx), title=LESSONS[n][0], name=f"tab-{n}") for n in names
-    ]
-    first = DASHBOARD_LESSONS.get(selection.lesson, selection.lesson)
+    first = registry.resolve(lesson or registry.DEFAULT_LESSON)
+    active = names.index(first) if first in names else 0
+    panels = [TabPanel(child=_lesson(ctx, LESSONS[n]), title=LESSONS[n].title, name=f"tab-{n}")
+              for n in names]  # fmt: skip
     tabs = Tabs(
         tabs=panels,
-        active=names.index(first) if first in names else 0,
+        active=active,
         name="lessons",
         stylesheets=[sheet],
         sizing_mode="stretch_width",
@@ -249,35 +251,24 @@ def export_snapshot(out: str | os.PathLike, text: str, **options) -> Path:
     return write_snapshot(build_snapshot(text, **options), out)
 
 
-def selection_from_state(state) -> Selection:
-    """The dashboard's :class:`~dashboard.state.AnatomyState` as a snapshot's selection."""
-    return Selection(
-        lesson=DASHBOARD_LESSONS.get(state.lesson, state.lesson),
-        layer=state.layer,
-        head=state.head,
-        query=state.query,
-        key=state.key,
-        stage=state.stage,
-        mask=state.mask,
-        window=state.window,
-        pad=state.pad,
-        fill=state.fill,
-        temperature=state.temperature,
-        top_k=state.top_k,
-        top_p=state.top_p,
-    )
+def _lesson(ctx: Context, lesson: registry.Lesson):
+    """A lesson's tab: its "what you see, what to try" text above its snapshot form."""
+    return column(div(ctx, f"<p>{lesson.about}</p>", "about", name=f"about-{lesson.name}"),
+                  lesson.snapshot(ctx), sizing_mode="stretch_width")  # fmt: skip
 
 
-def snapshot_of_state(state, **choices) -> str:
-    """The snapshot of what a dashboard session shows (its text, model, selections, theme),
-    every lesson included; ``choices`` override the selection. Raises
+def snapshot_of_state(state, **options) -> str:
+    """The snapshot of what a dashboard session shows: its text, model, lesson, every lesson
+    option and the theme; every lesson included; ``options`` override the session's. Raises
     :class:`SnapshotError` when there is nothing to export."""
     if state.engine is None:
         raise SnapshotError(state.message or "no model is loaded")
+    values = {name: getattr(state, name) for name in registry.option_names()}
     return build_snapshot(
         state.text,
         model=state.model,
         classroom=state.classroom,
-        selection=replace(selection_from_state(state), **choices),
+        options={**values, **options},
+        lesson=state.lesson,
         engine=state.engine,
     )

@@ -12,9 +12,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,10 +30,18 @@ from models.checkpoint import save_weights
 from models.export import check_parity, export_onnx, parity
 from models.gpt import GPT, GPTConfig
 from models.lowp import write_variants
-from models.runtime import MANIFEST_NAME, STATIC_DIR, sha256_file
+from models.manifest import (
+    DEFAULT_MODEL,
+    MANIFEST_NAME,
+    STATIC_DIR,
+    find_entry,
+    read_manifest,
+    write_manifest,
+)
+from models.runtime import sha256_file
 from models.train import TrainConfig, train
 
-DEFAULT_NAME = "anatomy-gpt"
+DEFAULT_NAME = DEFAULT_MODEL
 DEFAULT_VOCAB = 1024
 QUICK_DIR = Path(__file__).resolve().parent.parent / "build" / "quick"
 PROMPTS = ("Return the", "The default value is", "This module provides", "If the file")
@@ -87,41 +93,6 @@ def quick_plan(name: str = "quick-gpt") -> Plan:
     model = GPTConfig(vocab_size=301, block_size=32, n_layer=2, n_head=2, n_embd=32)
     training = TrainConfig(steps=30, batch_size=8, warmup_steps=5)
     return Plan(name, 300, model, training, corpus_chars=60_000)
-
-
-# -- manifest -------------------------------------------------------------------------------------
-def read_manifest(out: Path) -> dict:
-    try:
-        manifest = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
-        if isinstance(manifest.get("models"), list):
-            return manifest
-    except (OSError, ValueError):
-        pass
-    return {"format": 1, "models": []}
-
-
-def write_manifest(out: Path, entry: dict) -> dict:
-    """Add or replace ``entry`` (by name) in ``out``'s manifest, atomically."""
-    manifest = read_manifest(out)
-    models = [m for m in manifest["models"] if m.get("name") != entry["name"]] + [entry]
-    names = [m["name"] for m in models]
-    manifest["models"] = models
-    if manifest.get("default_model") not in names:
-        manifest["default_model"] = DEFAULT_NAME if DEFAULT_NAME in names else names[0]
-    _atomic_write(out / MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    return manifest
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600
-    os.replace(tmp, path)
-
-
-def _entry(manifest: dict, name: str) -> dict | None:
-    return next((m for m in manifest["models"] if m.get("name") == name), None)
 
 
 def _up_to_date(out: Path, entry: dict | None, key_field: str, key: str) -> bool:
@@ -219,7 +190,7 @@ def build(plan: Plan, out: Path, corpus_path: str | None = None, force: bool = F
     train_text, val_text = corpus_mod.split(text)
     print(f"[corpus] {corpus.source}: {len(text.encode()):,} bytes (sha256 {corpus.sha256[:12]})")
 
-    old = None if force else _entry(read_manifest(out), plan.name)
+    old = None if force else find_entry(read_manifest(out), plan.name)
     model_key = plan.model_key(corpus.sha256)
     if _up_to_date(out, old, "model_key", model_key):
         print(f"[build] {plan.name} is up to date ({out / old['file']}); --force rebuilds it")

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.contract import INPUT_IDS as INPUT_NAME
+from models.contract import TRANSFORMER_OUTPUTS as OUTPUT_NAMES
 from models.gpt import GPT
 
-INPUT_NAME = "input_ids"
-OUTPUT_NAMES = ("logits", "attn_scores", "attn_probs", "hidden")
 PARITY_TOLERANCE = 1e-4
 
 

@@ -32,7 +32,8 @@ import onnx
 import onnxruntime
 from onnx import TensorProto, helper, numpy_helper
 
-from models.runtime import MANIFEST_NAME, STATIC_DIR, sha256_file
+from models.manifest import MANIFEST_NAME, STATIC_DIR, read_manifest, write_manifest
+from models.runtime import sha256_file
 
 VARIANTS = ("fp16", "bf16")
 _TYPE = {"fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}
@@ -247,7 +248,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--static", type=Path, default=STATIC_DIR, help="folder with manifest.json")
     p.add_argument("--model", help="only this model (default: every model in the manifest)")
     args = p.parse_args(argv)
-    from models.build import read_manifest, write_manifest  # build imports torch: only here
 
     manifest = read_manifest(args.static)
     entries = [m for m in manifest["models"] if args.model in (None, m.get("name"))]

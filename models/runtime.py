@@ -28,16 +28,15 @@ import ml_dtypes
 import numpy as np
 import onnxruntime as ort
 
+from models import manifest as manifest_file
 from models.bpe import Tokenizer
+from models.contract import INPUT_IDS, TRANSFORMER_OUTPUTS, Forward
+from models.manifest import MANIFEST_NAME, REBUILD_HINT, STATIC_DIR
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-MANIFEST_NAME = "manifest.json"
-OUTPUTS = ("logits", "attn_scores", "attn_probs", "hidden")
 PROVIDERS = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "bf16")
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
-REBUILD_HINT = "Rebuild the models with `make build`."
 LOWP_HINT = "Write the lower-precision variants with `python -m models.lowp`."
 
 
@@ -46,25 +45,11 @@ class EngineError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Forward:
-    """One forward pass, batch dimension removed."""
-
-    model: str
-    ids: tuple[int, ...]
-    logits: np.ndarray  # (T, vocab)
-    attn_scores: np.ndarray  # (n_layer, n_head, T, T), q·k/√d before the mask
-    attn_probs: np.ndarray  # (n_layer, n_head, T, T)
-    hidden: np.ndarray  # (n_layer + 1, T, d_model)
-    seconds: float  # wall time of the ONNX Runtime call
-    provider: str  # the execution provider that ran it
-    precision: str = "fp32"  # which graph ran: fp32, fp16 or bf16 (see models.lowp)
-
-
-@dataclass(frozen=True)
 class _Session:
     session: ort.InferenceSession
     provider: str
     notice: str  # why the provider differs from the request, or ""
+    outputs: tuple[str, ...]  # the graph's output names, in its order
 
 
 # Process-wide: every Engine (one per browser session, or one shared) uses the same sessions.
@@ -122,16 +107,10 @@ def sha256_file(path: Path) -> str:
 
 def load_manifest(static_dir: Path = STATIC_DIR) -> dict:
     """The manifest, with a clear error when it is missing or unreadable."""
-    path = Path(static_dir) / MANIFEST_NAME
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EngineError(f"{path} not found. {REBUILD_HINT}") from None
-    except (OSError, ValueError) as err:
-        raise EngineError(f"{path} is not valid JSON ({err}). {REBUILD_HINT}") from None
-    if not isinstance(manifest, dict) or not manifest.get("models"):
-        raise EngineError(f"{path} lists no models. {REBUILD_HINT}")
-    return manifest
+        return manifest_file.load_manifest(static_dir)
+    except manifest_file.ManifestError as err:
+        raise EngineError(str(err)) from None
 
 
 # -- safetensors, read without torch -----------------------------------------------------------
@@ -284,10 +263,10 @@ class Engine:
         used = session.get_providers()[0]
         if providers[0] == _CUDA and used != _CUDA:
             notice = "The CUDA execution provider failed to start; running on CPU."
-        names = {o.name for o in session.get_outputs()}
-        if missing := [n for n in OUTPUTS if n not in names]:
+        names = [o.name for o in session.get_outputs()]
+        if missing := [n for n in TRANSFORMER_OUTPUTS if n not in names]:
             raise EngineError(f"model file {path} lacks outputs {missing}. {hint}")
-        return _Session(session, used, notice)
+        return _Session(session, used, notice, tuple(names))
 
     def provider(self, model: str, precision: str = "fp32") -> str:
         """The execution provider that actually runs ``model`` (e.g. CPUExecutionProvider)."""
@@ -347,14 +326,14 @@ class Engine:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         s = self._session(model, precision)
-        feed = {"input_ids": np.asarray([ids], dtype=np.int64)}
+        feed = {INPUT_IDS: np.asarray([ids], dtype=np.int64)}
         t0 = time.perf_counter()
-        outs = s.session.run(list(OUTPUTS), feed)
+        outs = s.session.run(list(s.outputs), feed)
         seconds = time.perf_counter() - t0
         result = Forward(
             model,
             ids,
-            *(o[0] for o in outs),
+            {name: o[0] for name, o in zip(s.outputs, outs, strict=True)},
             seconds=seconds,
             provider=s.provider,
             precision=precision,
@@ -362,13 +341,13 @@ class Engine:
         with self._lock:
             self.forward_calls += 1
             if key in self._cache:  # another thread ran the same pass meanwhile
-                self._cached_bytes -= _nbytes(self._cache[key])
+                self._cached_bytes -= self._cache[key].nbytes
             self._cache[key] = result
-            self._cached_bytes += _nbytes(result)
+            self._cached_bytes += result.nbytes
             while len(self._cache) > 1 and (
                 len(self._cache) > self._cache_size or self._cached_bytes > self._cache_bytes
             ):
-                self._cached_bytes -= _nbytes(self._cache.popitem(last=False)[1])
+                self._cached_bytes -= self._cache.popitem(last=False)[1].nbytes
         return result
 
     @property
@@ -381,7 +360,3 @@ class Engine:
         with self._lock:
             self._cache.clear()
             self._cached_bytes = 0
-
-
-def _nbytes(f: Forward) -> int:
-    return f.logits.nbytes + f.attn_scores.nbytes + f.attn_probs.nbytes + f.hidden.nbytes

@@ -166,3 +166,27 @@ JS_TITLE = """
   return {text: t.text, width: ctx.measureText(t.text).width, room: fig.width - pv.frame.bbox.left};
 }
 """
+
+
+def js_kernel_page(browser, *names: str):
+    """A blank page with ``dashboard/views/js/common.js`` and ``<name>.js`` loaded, for
+    running a snapshot kernel beside its Python twin (``page.evaluate("(a) => f(...a)", a)``)."""
+    js = ROOT / "dashboard" / "views" / "js"
+    page = browser.new_page()
+    page.set_content("<!DOCTYPE html><html><body></body></html>")
+    for name in ("common", *names):
+        page.add_script_tag(content=(js / f"{name}.js").read_text(encoding="utf-8"))
+    return page
+
+
+def model_set(page, name: str, prop: str, value) -> None:
+    """Set a snapshot model's property as a person's click or typing would (its callbacks
+    run before this returns)."""
+    page.evaluate(
+        "([n, p, v]) => { Bokeh.documents[0].get_model_by_name(n)[p] = v; }", [name, prop, value]
+    )
+
+
+def model_get(page, name: str, prop: str):
+    """A snapshot model's property."""
+    return page.evaluate("([n, p]) => Bokeh.documents[0].get_model_by_name(n)[p]", [name, prop])

@@ -163,3 +163,27 @@ def test_pasted_text_is_trained_on_and_too_much_is_refused(page):
     wait_data(page, "bpe-curve", "k", "v => v.length === 769")
     expect(page.locator(".bpe-status")).to_contain_text("standard library")
     assert page.errors == []
+
+
+JS_PLAYER = """
+() => {
+  for (const doc of Bokeh.documents)
+    for (const m of doc._all_models.values())
+      if (m.css_classes && m.css_classes.includes("bpe-player")) return [m.start, m.end, m.value];
+  return null;
+}
+"""
+
+
+def test_encode_player_range_follows_the_text(page):
+    from dashboard.lessons import bpe as B
+    from models.bpe import Tokenizer
+
+    tok = Tokenizer.load(STATIC_DIR, "anatomy-gpt-bpe")
+    for text in ("short one", "A longer sentence, with naïve words and 😀 to encode step by step."):
+        n = B.encode_steps(tok, text, 128).n_steps
+        page.get_by_placeholder("Type a sentence…").fill(text)
+        page.wait_for_function(f"() => {{ const p = ({JS_PLAYER})(); return p && p[1] === {n}; }}")
+        assert page.evaluate(JS_PLAYER) == [0, n, n]
+        expect(page.locator(".bpe-step")).to_contain_text(f"Step {n} of {n}")
+    assert page.errors == []

@@ -147,3 +147,22 @@ def test_fp16_and_bf16_runs_are_shown(page):
     expect(page.locator(".precision-mask")).to_contain_text("-inf")
     assert not math.isnan(model_data(page, "precision-run-hidden", "fp16")[1])
     assert page.errors == []
+
+
+def _rgb(hex_color: str) -> str:
+    r, g, b = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgb({r}, {g}, {b})"
+
+
+def test_bit_colours_are_the_fields_colours_the_snapshot_uses(page):
+    from dashboard.views.precision import FIELD_COLORS
+
+    _type(page, "-1.5")  # fp16 1 01111 1000000000: a solid bit in every field
+    expect(page.locator(".precision-info-fp16 .stored")).to_have_text("-1.5")
+    style = "e => [getComputedStyle(e).backgroundColor, getComputedStyle(e).borderTopColor]"
+    for index, field in ((0, "sign"), (2, "exponent"), (6, "mantissa")):
+        solid = page.locator(f".bit-fp16-{index} button").evaluate(style)
+        assert solid == [_rgb(FIELD_COLORS[field])] * 2, field
+    outline = page.locator(".bit-fp16-1 button").evaluate(style)  # an exponent 0
+    assert outline == ["rgba(0, 0, 0, 0)", _rgb(FIELD_COLORS["exponent"])]
+    assert page.errors == []

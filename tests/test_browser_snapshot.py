@@ -16,9 +16,11 @@ from tiktoken.load import load_tiktoken_bpe
 
 from dashboard.lessons import sampling as S
 from dashboard.state import DEFAULT_TEXT
-from export.snapshot import Selection, export_snapshot
+from export.snapshot import export_snapshot
 from models.runtime import STATIC_DIR, Engine
 from tests.browser_support import JS_TITLE, model_data, record_errors
+from tests.browser_support import model_get as _get
+from tests.browser_support import model_set as _set
 
 pytestmark = pytest.mark.browser
 
@@ -64,17 +66,6 @@ def _open(browser, path, viewport=(1600, 1200)):
     return page
 
 
-def _set(page, name, prop, value):
-    """Set a widget's property as a person's click or typing would (its callbacks run)."""
-    page.evaluate(
-        "([n, p, v]) => { Bokeh.documents[0].get_model_by_name(n)[p] = v; }", [name, prop, value]
-    )
-
-
-def _get(page, name, prop):
-    return page.evaluate("([n, p]) => Bokeh.documents[0].get_model_by_name(n)[p]", [name, prop])
-
-
 def _image(page, name):
     got = page.evaluate(
         """(n) => Array.from(Bokeh.documents[0].get_model_by_name(n).data.image[0],
@@ -106,7 +97,7 @@ def _click_data(page, figure, x, y):
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory):
     path = tmp_path_factory.mktemp("snap") / "snapshot.html"
-    export_snapshot(path, TEXT, selection=Selection(layer=0, head=0))
+    export_snapshot(path, TEXT, options=dict(layer=0, head=0))
     return path
 
 
@@ -186,7 +177,7 @@ def _bars(page):
 
 
 def test_temperature_slider_recomputes_the_softmax(page, forward):
-    _tab(page, "temperature")
+    _tab(page, "sampling")
     logits = torch.from_numpy(forward.logits[-1].astype(np.float64))
     before = _bars(page)
     top = torch.topk(logits, len(before["tid"])).indices.tolist()
@@ -215,7 +206,7 @@ def test_temperature_slider_recomputes_the_softmax(page, forward):
     "t, k, p", [(1.0, "3", "1"), (0.8, "", "0.5"), (1.5, "10", "0.9"), (0.0, "5", "0.3")]
 )
 def test_top_k_and_top_p_cut_as_the_python_lesson(page, forward, t, k, p):
-    _tab(page, "temperature")
+    _tab(page, "sampling")
     _set(page, "temperature-slider", "value", t)
     _set(page, "top-k-input", "value", k)
     _set(page, "top-p-input", "value", p)
@@ -228,7 +219,7 @@ def test_top_k_and_top_p_cut_as_the_python_lesson(page, forward, t, k, p):
 
 
 def test_bad_cut_shows_a_message_and_keeps_the_bars(page):
-    _tab(page, "temperature")
+    _tab(page, "sampling")
     _set(page, "top-k-input", "value", "")
     _set(page, "top-p-input", "value", "1")
     before = _bars(page)
@@ -313,13 +304,16 @@ def test_bit_explorer_rounds_like_numpy_and_ml_dtypes(page):
                 _bits(v, np.float32, np.uint32),
                 _bits(v, np.float16, np.uint16),  # numpy: float64 -> float16, one rounding
                 _bits(np.float32(v), ml_dtypes.bfloat16, np.uint16),
+                _bits(np.float32(v), ml_dtypes.float8_e4m3fn, np.uint8),
+                _bits(np.float32(v), ml_dtypes.float8_e5m2, np.uint8),
             ]
         assert bits == want, v
-        for s, w, dt in zip(
-            stored, want, (np.float32, np.float16, ml_dtypes.bfloat16), strict=True
-        ):
-            uint = np.uint32 if dt is np.float32 else np.uint16
-            value = np.array([int(w, 2)], dtype=uint).view(dt).astype(np.float64)[0]
+        dtypes = (np.float32, np.float16, ml_dtypes.bfloat16)
+        dtypes += (ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2)
+        for s, w, dt in zip(stored, want, dtypes, strict=True):
+            uint = {4: np.uint32, 2: np.uint16, 1: np.uint8}[np.dtype(dt).itemsize]
+            with np.errstate(invalid="ignore"):
+                value = np.array([int(w, 2)], dtype=uint).view(dt).astype(np.float64)[0]
             assert float(s) == value or (np.isnan(value) and s == "NaN"), (v, s, value)
     assert page.errors == []
 
@@ -396,9 +390,7 @@ def test_classroom_renders_large_text(browser, tmp_path, snapshot):
     # query 8 is the text's longest token, "·exception": its title still fits its plot. Twelve
     # tokens: every other one labelled, "8: ·excepti…" among them, leaves titles the least room
     text = "If the file does not exist, an exception is raised."
-    path = export_snapshot(
-        tmp_path / "classroom.html", text, classroom=True, selection=Selection(query=8)
-    )
+    path = export_snapshot(tmp_path / "classroom.html", text, classroom=True, options=dict(query=8))
     page = _open(browser, path)
     title = page.evaluate(JS_TITLE, "detail-bars-figure")
     assert "exception" in title["text"] or "excep" in title["text"], title
@@ -449,7 +441,7 @@ def test_dashboard_button_downloads_the_current_state(browser, tmp_path, forward
     tabs = page.evaluate(
         "() => Bokeh.documents[0].get_model_by_name('lessons').tabs.map(t => t.name)"
     )
-    assert tabs[_get(page, "lessons", "active")] == "tab-temperature"
+    assert tabs[_get(page, "lessons", "active")] == "tab-sampling"
     assert _get(page, "attention-layer", "active") == 2 and _get(page, "mask-head", "active") == 1
     assert _get(page, "top-k-input", "value") == "3"
     assert _bars(page)["kept"].count(True) == 3
@@ -475,7 +467,7 @@ def _python_parse(parse, text):
 
 
 def test_typed_cuts_are_read_as_the_python_lesson_reads_them(page):
-    _tab(page, "temperature")
+    _tab(page, "sampling")
     for box, parse, values in (
         ("top-k-input", S.parse_top_k, TYPED_K),
         ("top-p-input", S.parse_top_p, TYPED_P),

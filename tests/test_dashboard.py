@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from dashboard.lessons.attention import fill_comparison, head_stage, query_detail, variant_mask
-from dashboard.state import AnatomyState, token_labels
+from dashboard.state import AnatomyState
+from models.reading import token_labels
 from models.runtime import Engine
 from tests.conftest import ROOT
 

@@ -385,6 +385,7 @@ def test_view_refuses_too_much_text_and_keeps_the_trace(view):
 
 def test_new_paste_cancels_the_training_in_progress(view, monkeypatch):
     from dashboard.views import bpe as V
+    from dashboard.views.jobs import Cancelled
 
     release = threading.Event()
     real = B.train_trace
@@ -398,13 +399,45 @@ def test_new_paste_cancels_the_training_in_progress(view, monkeypatch):
 
     monkeypatch.setattr(V.B, "train_trace", slow)
     view.start_training("first text " * 20)
-    first = view._job
+    first = view._paste.job
     view.start_training("second, different text " * 20)
     assert first.cancelled.is_set()
     release.set()
     first.join(10)
-    with pytest.raises(V._Cancelled):
+    with pytest.raises(Cancelled):
         first.future.result()
     view.wait()
     assert view.source == "pasted"
     assert view.trace.sha256 == real("second, different text " * 20, 1024).sha256
+
+
+def test_player_range_follows_the_text(view, shipped):
+    first = view.player.end
+    assert first == view._steps.n_steps == view.player.value
+    view.state.text = "A much longer sentence, with naïve words and 😀, to encode. " * 3
+    n = B.encode_steps(shipped, view.state.text, 128).n_steps
+    assert n != first
+    assert view.player.end == n and view.player.value == n and view.step == n
+    assert "Final ids" in view.step_text.object
+
+
+# -- the snapshot's data ---------------------------------------------------------------------------
+@pytest.mark.parametrize("text", [TEXTS[0], TEXTS[3], TEXTS[4], TEXTS[7]])
+def test_segmentation_runs_give_every_k_as_segment_does(default_trace, text):
+    from dashboard.views.bpe import segmentation_runs
+
+    tok = default_trace.tokenizer
+    segs, runs = segmentation_runs(tok, text, 768)
+    assert segs["k"][0] == 0 and segs["k"] == sorted(set(segs["k"]))
+    n_bytes = len(text.encode("utf-8"))
+    for k in range(769):
+        s = max(i for i, first in enumerate(segs["k"]) if first <= k)
+        chosen = [
+            int(i)
+            for i, a, b in zip(runs["id"], runs["first"], runs["last"], strict=True)
+            if a <= s <= b
+        ]
+        expected = _truncated(tok, k).encode_ordinary(text)
+        assert chosen == expected == [p.id for p in B.segment(tok, text, k)], k
+        assert segs["n"][s] == len(expected)
+        assert segs["bpt"][s] == f"{n_bytes / len(expected):.2f}"

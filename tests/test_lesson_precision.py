@@ -943,3 +943,74 @@ def test_compare_runs_nan_inf_and_flips():
             ),
             ref,
         )
+
+
+# -- the histogram panel and the variant runs ------------------------------------------------------
+def test_histogram_geometry_against_numpy_and_finfo():
+    rng = np.random.default_rng(3)
+    v = np.concatenate([rng.normal(0, 1e-3, 500), [0.0, -0.0, np.inf, np.nan, 3e7, -2e-12]])
+    g = P.histogram_geometry(v)
+    # x range: whole decades beyond the data (3e7: 7.48; 2e-12: -11.7) and beyond 1e-9 … 1e5
+    assert (g.lo, g.hi) == (-13.0, 9.0)
+    edges = np.linspace(-13, 9, 22 * 4 + 1)
+    np.testing.assert_array_equal(g.histogram.edges, edges)
+    finite = v[np.isfinite(v) & (v != 0)]
+    ref = torch.histogram(torch.from_numpy(np.log10(np.abs(finite))), torch.from_numpy(edges))
+    assert g.histogram.counts.tolist() == ref.hist.long().tolist()
+    assert (g.histogram.zeros, g.histogram.nonfinite, g.size) == (2, 2, v.size)
+    assert g.top == pytest.approx(1.1 * int(ref.hist.max()))
+    by = {(b.name, b.kind): b for b in g.bands}
+    assert list(by) == [
+        ("fp16", "subnormal"),
+        ("fp16", "normal"),
+        ("bf16", "subnormal"),
+        ("bf16", "normal"),
+    ]
+    h = np.finfo(np.float16)
+    assert by["fp16", "subnormal"].left == pytest.approx(math.log10(float(h.smallest_subnormal)))
+    assert by["fp16", "normal"].left == pytest.approx(math.log10(float(h.smallest_normal)))
+    assert by["fp16", "normal"].right == pytest.approx(math.log10(float(h.max)))
+    bf = ml_dtypes.finfo(ml_dtypes.bfloat16)
+    assert by["bf16", "subnormal"].left == -13.0  # 9e-41 clipped to the plot
+    assert by["bf16", "normal"].right == 9.0  # 3.4e38 clipped too
+    assert math.log10(float(bf.smallest_subnormal)) < -13 and math.log10(float(bf.max)) > 9
+    # fp16 on the lower half of the height, bf16 on the upper
+    assert (by["fp16", "normal"].bottom, by["fp16", "normal"].top) == (0.0, g.top / 2)
+    assert (by["bf16", "normal"].bottom, by["bf16", "normal"].top) == (g.top / 2, g.top)
+
+
+def test_histogram_geometry_of_nothing_finite():
+    g = P.histogram_geometry([0.0, np.nan])
+    assert (g.lo, g.hi) == (-10.0, 6.0)
+    assert g.histogram.counts.sum() == 0 and g.top == pytest.approx(1.1)
+
+
+def test_run_variants_and_curves_on_the_real_model():
+    from models.runtime import STATIC_DIR, Engine
+
+    engine = Engine(STATIC_DIR, provider="cpu")
+    name = engine.default_model
+    ref = engine.run(name, engine.tokenizer(name).encode("The value of the file."))
+    runs = P.run_variants(engine, name, ref, ("fp16", "bf16", "int3"))
+    assert [r.name for r in runs] == ["fp16", "bf16", "int3"]
+    n_layer = ref.attn_probs.shape[0]
+    for r in runs[:2]:
+        low = engine.run(name, ref.ids, r.name)
+        np.testing.assert_array_equal(
+            r.comparison.hidden_max_diff, _torch_layer_max(low.hidden, ref.hidden)
+        )
+        assert r.provider == "CPUExecutionProvider" and r.error == ""
+        assert list(r.emulated_ops) == engine.variant(name, r.name).get("emulated_ops", [])
+    assert runs[2].comparison is None and "int3" in runs[2].error
+    hidden, probs = P.run_curves(runs, n_layer)
+    assert hidden["layer"] == list(range(n_layer + 1))
+    assert probs["layer"] == list(range(1, n_layer + 1))
+    want = _torch_layer_max(engine.run(name, ref.ids, "bf16").attn_probs, ref.attn_probs)
+    assert probs["bf16"] == [x if x > 0 else pytest.approx(math.nan, nan_ok=True) for x in want]
+    assert all(math.isnan(x) for x in hidden["int3"])  # the failed run: nothing drawn
+
+
+def test_padding_mask():
+    m = P.padding_mask(4)
+    assert m[0].all()
+    np.testing.assert_array_equal(m[1:], np.triu(np.ones((4, 4), bool), 1)[1:])

@@ -762,3 +762,88 @@ def test_view_top_k_and_top_p_are_shared_state(lesson):
     other = SamplingLesson(state=AnatomyState(engine=state.engine, query=4, top_k=2, top_p=0.5))
     assert (other.top_k, other.top_p, other.k_input.value) == (2, 0.5, "2")
     assert other.presets.value == "Custom"
+
+
+# -- generation, the pure functions the view wires to its buttons ----------------------------------
+def _tiktoken(engine):
+    import json
+
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+
+    spec = engine.entry(engine.default_model)["tokenizer"]
+    meta = json.loads((STATIC_DIR / f"{spec['name']}.json").read_text())
+    ranks = load_tiktoken_bpe(str(STATIC_DIR / f"{spec['name']}.tiktoken"))
+    return tiktoken.Encoding("anatomy", pat_str=meta["pattern"], mergeable_ranks=ranks,
+                             special_tokens={})  # fmt: skip
+
+
+def test_next_token_draws_with_the_seeded_sampler_and_says_what_to_append():
+    engine = Engine(STATIC_DIR)
+    model = engine.default_model
+    tokenizer, enc = engine.tokenizer(model), _tiktoken(engine)
+    ids = enc.encode("The file is")
+    logits = engine.run(model, ids).logits
+    for seed, index, t, k, p in [(3, 0, 1.0, None, 1.0), (3, 1, 1.4, 20, 0.95), (9, 4, 0.0, 5, 1)]:
+        g = S.next_token(logits, len(ids), t, k, p, seed, index, tokenizer)
+        # an independent draw: HF's warpers on the last row, then the same uniform number
+        # inverted through torch's cumulative sum
+        ref = _pipeline(logits[len(ids) - 1].astype(np.float64), t, k, p)
+        u = np.random.default_rng([seed, index]).random()
+        cdf = torch.cumsum(torch.from_numpy(ref), 0)
+        want = int(torch.searchsorted(cdf, torch.tensor(u * float(cdf[-1])), right=True))
+        assert g.token_id == want and g.step == index + 1
+        assert g.prob == pytest.approx(ref[want], rel=1e-9)
+        ranked = torch.argsort(torch.from_numpy(logits[len(ids) - 1].astype(np.float64)),
+                               descending=True, stable=True).tolist()  # fmt: skip
+        assert g.rank == ranked.index(want) + 1
+        raw = enc.decode_single_token_bytes(want)
+        assert g.piece == raw.decode("utf-8", errors="replace") and g.token == readable(raw)
+        assert (g.temperature, g.top_k, g.top_p) == (t, k, p)
+        record = S.step_record(g, False)
+        assert record["token_id"] == want and record["retokenised"] is False
+        assert record["step"] == index + 1 and record["prob"] == g.prob
+
+
+def test_retokenised_compares_with_how_tiktoken_reads_the_longer_text():
+    enc = _tiktoken(Engine(STATIC_DIR))
+    before = enc.encode("The fi")
+    le = enc.encode("le")[0] if len(enc.encode("le")) == 1 else enc.encode("l")[0]
+    after = enc.encode("The fi" + enc.decode([le]))
+    assert S.retokenised(before, le, after) == (after != before + [le])
+    dot = enc.encode(".")[0]
+    after_dot = enc.encode("The fi.")
+    assert after_dot == before + [dot]  # nothing merges across the join here
+    assert S.retokenised(before, dot, after_dot) is False
+    assert S.retokenised(before, dot, before) is True
+
+
+def test_context_full_refuses_at_the_block_size():
+    assert S.context_full(10, 10, 128) == ""
+    assert S.context_full(127, 127, 128) == ""
+    assert "context of 128 tokens" in S.context_full(128, 128, 128)
+    assert "context of 128 tokens" in S.context_full(130, 128, 128)  # read truncated
+    assert S.context_full(12, 11, 128) != ""  # fewer rows of logits than tokens
+
+
+def test_the_summary_and_preset_words_are_one_template_filled():
+    from dashboard.views import sampling as views
+
+    x = _logits()
+    d = S.distribution(x, 0.0, 3, 1.0)
+    vocab = [f"<t{i}>" for i in range(x.size)]
+    chosen = int(d.order[5])  # cut away by top-k 3
+    text = views.summary_html(d, vocab, chosen)
+    h = torch.distributions.Categorical(probs=torch.from_numpy(d.final)).entropy().item()
+    assert f"Entropy <b class='num'>{h:.3f}</b>" in text and "T = 0 is greedy" in text
+    assert "keep <b class='num'>3</b> of 50 tokens" in text and "can never pick it" in text
+    assert html.escape(vocab[chosen]) in text and vocab[chosen] not in text
+    assert "{" not in text  # every placeholder filled
+    end = views.summary_html(d, vocab, None, live=False)
+    assert "live dashboard" in end and "Sample next token" not in end
+    assert "Sample next token" in views.summary_html(d, vocab, None)
+    assert views.fill("{a} {b} {a}", {"a": "{b}"}) == "{b} {b} {b}"  # one pass: text put in stays
+    assert views.preset_html(0.7, None, 0.9).startswith("<p><b>Balanced</b>")
+    assert views.preset_html(2.0, 4, 0.5) == (
+        "<p>Custom: T = 2, top-k 4, top-p 0.5. Pick a preset to see a common setting explained.</p>"
+    )

@@ -16,12 +16,11 @@ import pytest
 from dashboard.state import DEFAULT_TEXT
 from export.snapshot import (
     LESSONS,
-    Selection,
     SnapshotError,
     build_snapshot,
     export_snapshot,
     parse_lessons,
-    selection_from_state,
+    snapshot_of_state,
 )
 from models.runtime import STATIC_DIR, Engine
 
@@ -121,7 +120,7 @@ def test_existing_file_is_replaced_only_when_complete(tmp_path, engine, monkeypa
 def test_lesson_names():
     assert parse_lessons(None) == list(LESSONS)
     assert parse_lessons("bpe, attention,bpe") == ["bpe", "attention"]
-    assert parse_lessons(["sampling"]) == ["temperature"]  # the dashboard's name works too
+    assert parse_lessons(["temperature"]) == ["sampling"]  # the old name works too
     with pytest.raises(SnapshotError, match="unknown lesson 'Attention'"):
         parse_lessons("Attention")
 
@@ -175,26 +174,29 @@ def test_long_text_is_truncated_with_a_notice(engine):
     text = TEXT_64 * 4
     n = len(engine.tokenizer(engine.default_model).encode(text))
     page = build_snapshot(text, lessons="temperature", engine=engine)
-    assert f"The text is {n} tokens long" in page and "only the first 128 tokens" in page
+    assert f"Your text is {n} tokens long" in page and "only the first 128 tokens" in page
 
 
 def test_size_of_the_default_model_64_tokens_all_lessons(engine):
     ids = engine.tokenizer(engine.default_model).encode(TEXT_64)
     assert len(ids) == 64
     page = build_snapshot(TEXT_64, engine=engine)
-    assert len(page.encode("utf-8")) <= 5_000_000
+    assert len(page.encode("utf-8")) <= 3_000_000  # DESIGN.md: all lessons, 64 tokens
 
 
-def test_selection_from_the_dashboard_state(engine):
+def test_the_snapshot_starts_from_the_dashboard_state(engine, monkeypatch):
+    """Every option of every lesson is passed on, read from the session generically."""
+    import export.snapshot as snap
     from dashboard.state import AnatomyState
+    from dashboard.views import registry
 
-    state = AnatomyState(engine=engine, lessons=["attention", "mask", "sampling"])
+    state = AnatomyState(engine=engine)
     state.param.update(lesson="sampling", layer=2, head=1, query=3, stage="scaled",
                        mask="sliding", window=5, temperature=0.7, top_k=7,
-                       top_p=0.9)  # fmt: skip
-    sel = selection_from_state(state)
-    assert sel == Selection(
-        lesson="temperature", layer=2, head=1, query=3, key=state.key, stage="scaled",
-        mask="sliding", window=5, pad=state.pad, fill=state.fill, temperature=0.7, top_k=7,
-        top_p=0.9,
-    )  # fmt: skip
+                       top_p=0.9, value=0.1)  # fmt: skip
+    seen = {}
+    monkeypatch.setattr(snap, "build_snapshot", lambda text, **kw: seen.update(kw, text=text))
+    snapshot_of_state(state)
+    assert seen["lesson"] == "sampling" and seen["text"] == state.text
+    assert seen["options"] == {n: getattr(state, n) for n in registry.option_names()}
+    assert seen["options"]["value"] == 0.1 and seen["options"]["top_k"] == 7

@@ -13,6 +13,8 @@ import numpy as np
 
 MaskKind = Literal["causal", "none", "sliding", "padding"]
 MASK_KINDS: tuple[str, ...] = ("causal", "none", "sliding", "padding")
+STAGES = {"scaled": "scaled scores q·k/√d", "masked": "masked scores", "probs": "probabilities"}
+FILLS = {"-inf": float("-inf"), "-1e9": -1e9}  # what a masked score becomes
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:

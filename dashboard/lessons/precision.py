@@ -765,3 +765,123 @@ def compare_runs(low, ref, name: str = "") -> RunComparison:
         flips=np.flatnonzero(~agree),
         nonfinite=nonfinite,
     )
+
+
+# -- the histogram panel ---------------------------------------------------------------------------
+# Behind the bars, each format's band: fp16 on the lower half of the plot's height, bf16 on the
+# upper half, so both stay visible where they overlap.
+HISTOGRAM_BANDS: tuple[tuple[str, float, float], ...] = (("fp16", 0.0, 0.5), ("bf16", 0.5, 1.0))
+HISTOGRAM_STEP = 0.25  # bin width in decades
+
+
+@dataclass(frozen=True)
+class HistogramBand:
+    """One shaded rectangle behind the histogram: where a format stores subnormal or normal
+    values, clipped to the plot's x range."""
+
+    name: str  # the format
+    kind: str  # "subnormal" or "normal"
+    left: float  # log10|x|
+    right: float
+    bottom: float  # counts (the y axis)
+    top: float
+
+
+@dataclass(frozen=True)
+class HistogramGeometry:
+    """Everything the histogram of a tensor draws: bars, x and y ranges and the bands."""
+
+    histogram: LogHistogram
+    size: int  # every value, zeros and non-finite included
+    lo: float  # x range, whole decades, always spanning at least 1e-9 … 1e5
+    hi: float
+    top: float  # y range: the tallest bar plus 10 %
+    bands: tuple[HistogramBand, ...]
+
+
+def histogram_geometry(values, step: float = HISTOGRAM_STEP) -> HistogramGeometry:
+    """The histogram of log10|x| of ``values`` in bins of ``step`` decades, over whole decades
+    from below both the data and 1e-9 to above both the data and 1e5 (so fp16's range, 6e-8 …
+    65504, always shows), with the fp16 and bf16 bands (:data:`HISTOGRAM_BANDS`)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    nonzero = v[np.isfinite(v) & (v != 0)]
+    logs = np.log10(np.abs(nonzero)) if nonzero.size else np.zeros(1)
+    lo = min(math.floor(float(logs.min())), -9) - 1
+    hi = max(math.ceil(float(logs.max())), 5) + 1
+    h = log_histogram(v, np.arange(lo, hi + step / 2, step))
+    top = max(int(h.counts.max()), 1) * 1.1
+    bands = []
+    for name, b0, b1 in HISTOGRAM_BANDS:
+        rb = range_band(name)
+        for kind, a, z in (
+            ("subnormal", rb.log10_smallest_subnormal, rb.log10_smallest_normal),
+            ("normal", rb.log10_smallest_normal, rb.log10_max),
+        ):
+            bands.append(HistogramBand(name, kind, max(a, lo), min(z, hi), b0 * top, b1 * top))
+    return HistogramGeometry(
+        histogram=h, size=int(v.size), lo=float(lo), hi=float(hi), top=top, bands=tuple(bands)
+    )
+
+
+# -- the model run in each variant -----------------------------------------------------------------
+@dataclass(frozen=True)
+class VariantRun:
+    """The model run at one lower precision beside fp32, or why it could not run."""
+
+    name: str  # "fp16" or "bf16"
+    comparison: RunComparison | None  # None when the variant failed
+    provider: str = ""  # the ONNX Runtime provider that ran it
+    description: str = ""  # the manifest's words for the variant
+    emulated_ops: tuple[str, ...] = ()  # ops computed in fp32 between Casts
+    error: str = ""
+
+
+def run_variants(engine, model: str, ref, names: Sequence[str] = ("fp16", "bf16")):
+    """Run ``model`` on ``ref.ids`` in each precision of ``names`` with ``engine`` (a
+    :class:`models.runtime.Engine`) and compare each with the fp32 pass ``ref``."""
+    from models.runtime import EngineError  # onnxruntime: only for those who run the model
+
+    out = []
+    for name in names:
+        try:
+            low = engine.run(model, ref.ids, name)
+            record = engine.variant(model, name)
+        except EngineError as err:
+            out.append(VariantRun(name, None, error=str(err)))
+            continue
+        out.append(
+            VariantRun(
+                name,
+                compare_runs(low, ref, name),
+                provider=low.provider,
+                description=str(record.get("description", "")),
+                emulated_ops=tuple(record.get("emulated_ops", ())),
+            )
+        )
+    return out
+
+
+def run_curves(runs: Sequence[VariantRun], n_layer: int):
+    """The runs figure's two sources as columns: max |difference| per layer of the hidden
+    state (layer 0: the embeddings) and of the attention probabilities (layers 1 … n_layer),
+    one column per run; NaN where the run failed and for an exact 0 (a log axis has no 0)."""
+
+    def col(run: VariantRun, key: str, n: int) -> list[float]:
+        if run.comparison is None:
+            return [math.nan] * n
+        return [float(x) if x > 0 else math.nan for x in getattr(run.comparison, key)]
+
+    hidden = {"layer": list(range(n_layer + 1))}
+    probs = {"layer": list(range(1, n_layer + 1))}
+    for r in runs:
+        hidden[r.name] = col(r, "hidden_max_diff", n_layer + 1)
+        probs[r.name] = col(r, "probs_max_diff", n_layer)
+    return hidden, probs
+
+
+def padding_mask(t: int) -> np.ndarray:
+    """The masked-scores demo's mask: causal, and query 0 masked completely (a padding token
+    has nothing to attend to), so each fill shows what it does to a row with no key left."""
+    mask = causal_mask(t)
+    mask[0] = True
+    return mask

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.bpe import readable
+
 TEMPERATURE_MAX = 10.0  # the state's bound; the slider goes to 5
 
 
@@ -406,3 +408,79 @@ PRESETS: dict[str, Preset] = {
         "even one in ten thousand.",
     ),
 }
+
+
+# -- generation: one token after the end of the text ---------------------------------------------
+def context_full(n_ids: int, n_rows: int, block_size: int) -> str:
+    """Why no token can be appended to a text of ``n_ids`` tokens (whose forward pass has
+    ``n_rows`` rows of logits, fewer when the reading truncated it), or "" when one can."""
+    if n_ids >= block_size or n_rows < n_ids:
+        return (
+            f"The text already fills the model's context of {block_size} tokens: shorten it "
+            "to generate more."
+        )
+    return ""
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One token sampled after the end of a text, and what to append to the text."""
+
+    step: int  # 1 for the first token sampled after the text was typed
+    token_id: int
+    token: str  # readable token text (for the page)
+    piece: str  # the token's bytes decoded (invalid UTF-8 replaced): what the text grows by
+    prob: float  # its probability in the distribution it was drawn from
+    rank: int  # 1 = the model's most likely token
+    temperature: float
+    top_k: int | None
+    top_p: float
+
+
+def next_token(
+    logits,
+    n_ids: int,
+    temperature: float,
+    k: int | None,
+    p: float,
+    seed: int,
+    index: int,
+    tokenizer,
+) -> Generated:
+    """Sample the token after the last of ``n_ids`` tokens (row ``n_ids - 1`` of ``logits``,
+    shape ``(T, V)``) as generation step ``index`` (0-based) under ``seed``; ``tokenizer``
+    (a ``models.bpe.Tokenizer``) gives its bytes."""
+    step = sample_step(logits[n_ids - 1], temperature, k, p, step_rng(seed, index))
+    raw = tokenizer.token_bytes(step.token_id)
+    return Generated(
+        step=index + 1,
+        token_id=step.token_id,
+        token=readable(raw),
+        piece=raw.decode("utf-8", errors="replace"),
+        prob=step.prob,
+        rank=step.rank,
+        temperature=check_temperature(temperature),
+        top_k=None if k is None else check_top_k(k),
+        top_p=check_top_p(p),
+    )
+
+
+def retokenised(before: Sequence[int], token_id: int, after: Sequence[int]) -> bool:
+    """True when the longer text does not read as the old tokens plus the sampled one (BPE
+    merges across the join, or invalid UTF-8 was replaced)."""
+    return list(after) != [*before, int(token_id)]
+
+
+def step_record(g: Generated, retokenised: bool) -> dict:
+    """The row of the lesson's list of sampled tokens for ``g``."""
+    return dict(
+        step=g.step,
+        token_id=g.token_id,
+        token=g.token,
+        prob=g.prob,
+        rank=g.rank,
+        temperature=g.temperature,
+        top_k=g.top_k,
+        top_p=g.top_p,
+        retokenised=bool(retokenised),
+    )

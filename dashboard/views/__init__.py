@@ -1,17 +1,47 @@
-"""The dashboard's lessons, in navigation order. Adding a lesson: write its view class (a
-:class:`~dashboard.views.registry.LessonView`) and add one ``register`` line here."""
+"""The lessons, one registry line each. Adding a lesson: a pure module in ``dashboard/lessons``,
+one lesson module here (its view, its snapshot form, its options, its "what you see" text),
+and one ``register`` line below (see :mod:`dashboard.views.registry`)."""
 
-from dashboard.views.attention import AttentionLesson
-from dashboard.views.bpe import BpeLesson
-from dashboard.views.mask import MaskLesson
-from dashboard.views.precision import PrecisionLesson
+from dashboard.views import attention, bpe, mask, precision, sampling
 from dashboard.views.registry import LESSONS, Lesson, LessonView, register
-from dashboard.views.sampling import SamplingLesson
 
-register("attention", "Attention", AttentionLesson)
-register("mask", "Causal mask", MaskLesson)
-register("bpe", "BPE tokenizer", BpeLesson)
-register("sampling", "Temperature & sampling", SamplingLesson)
-register("precision", "FP16 vs BF16", PrecisionLesson)
+register("bpe", "BPE tokenizer", "Tokens", bpe.BpeLesson, bpe.snapshot, about=bpe.ABOUT)
+register(
+    "attention",
+    "Attention",
+    "Attention",
+    attention.AttentionLesson,
+    attention.snapshot,
+    about=attention.ABOUT,
+    options=attention.AttentionOptions,
+)
+register(
+    "mask",
+    "Causal mask",
+    "Attention",
+    mask.MaskLesson,
+    mask.snapshot,
+    about=mask.ABOUT,
+    options=mask.MaskOptions,
+)
+register(
+    "sampling",
+    "Temperature & sampling",
+    "Generation",
+    sampling.SamplingLesson,
+    sampling.snapshot,
+    about=sampling.ABOUT,
+    options=sampling.SamplingOptions,
+    aliases=("temperature",),
+)
+register(
+    "precision",
+    "FP16 vs BF16",
+    "Numbers",
+    precision.PrecisionLesson,
+    precision.snapshot,
+    about=precision.ABOUT,
+    options=precision.PrecisionOptions,
+)
 
 __all__ = ["LESSONS", "Lesson", "LessonView", "register"]

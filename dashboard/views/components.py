@@ -9,8 +9,6 @@ from __future__ import annotations
 import param
 from panel.custom import JSComponent
 
-from dashboard.state import AnatomyState
-
 
 class TokenChips(JSComponent):
     """The tokens as chips with their ids; clicking one sets ``selected``."""
@@ -117,7 +115,7 @@ class KeyboardNav(JSComponent):
     }
     """
 
-    def __init__(self, state: AnatomyState, **params):
+    def __init__(self, state: param.Parameterized, **params):
         super().__init__(**params)
         # a plain attribute, not a parameter: parameters are synced to the browser
         self._state = state

@@ -466,19 +466,25 @@ class HeadGrid:
         self.figure.on_event(Tap, _tap)
 
     @fast
-    def update(self, probs: np.ndarray, labels: Sequence[str], layer: int, head: int) -> None:
-        """Show ``probs`` (n_layer, n_head, T, T) with (layer, head) outlined."""
+    def update(
+        self, probs: np.ndarray, labels: Sequence[str], layer: int, head: int, tiles: bool = True
+    ) -> None:
+        """Show ``probs`` (n_layer, n_head, T, T) with (layer, head) outlined. ``tiles=False``
+        sets up the axes only: a snapshot tiles the canvas in the page from the probabilities
+        it embeds anyway (``draw_grid`` in js/attention.js), instead of embedding them twice."""
         n_layer, n_head, t, _ = probs.shape
         gap = max(1, int(np.ceil(t / 6)))
         size = t + gap
         canvas = np.full((n_layer * size - gap, n_head * size - gap), np.nan, np.float32)
-        for lay in range(n_layer):
+        for lay in range(n_layer if tiles else 0):
             for h in range(n_head):
                 canvas[lay * size : lay * size + t, h * size : h * size + t] = probs[lay, h]
         self.shape = (n_layer, n_head, t)
         self.meta.data = dict(T=[t], gap=[gap])
         self.labels.data = dict(label=list(labels))
         height, width = canvas.shape
+        if not tiles:
+            canvas = np.full((1, 1), np.nan, np.float32)
         fig = self.figure
         fig.x_range.update(start=-0.5, end=width - 0.5)
         fig.y_range.update(start=height - 0.5, end=-0.5)

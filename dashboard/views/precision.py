@@ -1,28 +1,43 @@
 """The FP16 vs BF16 lesson: what each number format can store, and what it does to the model.
 
-Five parts, top to bottom: the formats table; a bit explorer (type a value, see each format's
+Six parts, top to bottom: the formats table; a bit explorer (type a value, see each format's
 bits, click a bit to flip it); the representable ranges and densities on a log scale; the
 model's own numbers (weights, hidden states, scores, logits) as histograms of log10|x| over
-the fp16 and bf16 bands; and the same model really run in fp16 and (emulated) bf16 by ONNX
-Runtime, compared with fp32, with the masking lesson's fills in each format.
+the fp16 and bf16 bands; the same model really run in fp16 and (emulated) bf16 by ONNX
+Runtime, compared with fp32; and the masking lesson's fills in each format.
 
-Thin by design: every figure comes from :mod:`dashboard.lessons.precision` or the engine.
+Both homes are built here from the same functions: the dashboard's :class:`PrecisionLesson`
+and, at the bottom, the snapshot's :func:`snapshot`. Every figure comes from
+:mod:`dashboard.lessons.precision` or the engine; the snapshot's bit explorer rounds in the page
+with ``js/rounding.js`` (tested against ml_dtypes in tests/test_kernels_rounding.py).
 """
 
 from __future__ import annotations
 
-import functools
 import html
 import math
+from typing import ClassVar
 
 import numpy as np
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Legend, LegendItem, Range1d
+from bokeh.layouts import column, row
+from bokeh.models import (
+    ColumnDataSource,
+    FactorRange,
+    FixedTicker,
+    HoverTool,
+    Legend,
+    LegendItem,
+    Range1d,
+    Select,
+    TextInput,
+)
 
 from dashboard.lessons import precision as P
-from dashboard.views.plots import styled_figure
-from dashboard.views.registry import LessonView, when_shown
+from dashboard.views.offline import Context, callback, div, index_buttons
+from dashboard.views.plots import PlotStyle, styled_figure
+from dashboard.views.registry import LessonView, Options, draws
 from dashboard.views.widgets import OptionSelect, text_pane
 from models.runtime import EngineError
 
@@ -33,7 +48,10 @@ COLORS = {
     "fp8_e4m3": "#b279a2",
     "fp8_e5m2": "#9d755d",
 }
+# A bit's field: its button kind in the dashboard and its colour in both homes (red sign,
+# blue exponent, green mantissa; set on the buttons too, so a theme cannot change them).
 FIELD_BUTTON = {"sign": "danger", "exponent": "primary", "mantissa": "success"}
+FIELD_COLORS = {"sign": "#d43f3a", "exponent": "#1a73dd", "mantissa": "#5cb85c"}
 ACTIVATIONS = {
     "hidden": "hidden states (this text)",
     "attn_scores": "attention scores q·k/√d (this text)",
@@ -41,6 +59,7 @@ ACTIVATIONS = {
 }
 ALL_WEIGHTS = "all weights"
 RUN_FORMATS = ("fp16", "bf16")
+BAND_ALPHA = {"subnormal": 0.1, "normal": 0.25}
 TABLE_ROWS = (
     ("bits", "bits", "{:d}"),
     ("exponent_bits", "exponent bits", "{:d}"),
@@ -54,18 +73,37 @@ TABLE_ROWS = (
     ("has_inf", "has ±inf", "{}"),
     ("has_nan", "has NaN", "{}"),
 )
-
-
-def _held(method):
-    """Run ``method`` with the document held: raw Bokeh changes inside a browser event's
-    callback are collected and sent as one message (see dashboard/views/sampling.py)."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        with pn.io.hold():
-            return method(self, *args, **kwargs)
-
-    return wrapper
+SECTIONS = (
+    "1. The formats",
+    "2. Bits: type a value, click a bit to flip it",
+    "3. Range and density",
+    "4. The model's own numbers",
+    "5. The same model run in fp16 and bf16",
+    "6. Masked scores in fp16 and bf16",
+)
+FORMATS_CAPTION = (
+    "<p class='hint'>Every figure is read from the dtype itself (numpy.finfo, "
+    "ml_dtypes.finfo). bf16 keeps fp32's 8 exponent bits (its range) and drops "
+    "16 mantissa bits; fp16 spends more bits on the mantissa and has a far "
+    "smaller range.</p>"
+)
+HIST_CAPTION = (
+    "<p class='hint'>Shaded behind the bars: where fp16 (orange, lower half) and "
+    "bf16 (green, upper half) can store a value; the paler strip at the left of "
+    "each is its subnormals, with fewer significant bits.</p>"
+)
+RUNS_NOTE = (
+    "<p class='hint'>The fp16 graph stores weights and activations in fp16; ONNX "
+    "Runtime's CPU provider has fp16 kernels only for the ops not listed above, so "
+    "those listed read fp16 values, compute in fp32 and round back to fp16. bf16 is "
+    "emulated the same way around every op: this CPU provider has no bf16 arithmetic. "
+    "On a GPU provider (CUDA) every op would have fp16 kernels.</p>"
+)
+MASK_NOTE = (
+    "<p class='hint'>fp16 cannot store −1e10 (its largest is 65504): it "
+    "becomes −inf, and a row that is all −inf gives −inf − (−inf) = NaN. −1e4 stays "
+    "finite everywhere, so the padding row becomes a quiet uniform average.</p>"
+)
 
 
 def _num(v: float | None) -> str:
@@ -105,6 +143,32 @@ def formats_table() -> str:
     )
 
 
+def bit_info_html(value: float, name: str) -> str:
+    """What format ``name`` stores for ``value``: the stored value and how its fields make it,
+    its neighbours, the errors and flags (``js/precision.js`` writes the same text)."""
+    f = P.bit_fields(value, name)
+    below, above = P.neighbours(f.stored, name)
+    if f.category in ("normal", "subnormal", "zero"):
+        how = f"= (−1)<sup>{f.sign_int}</sup> · {f.significand!r} · 2<sup>{f.exponent_value}</sup>"
+        if f.category != "normal":
+            how += " (exponent field 0: no implicit leading 1)"
+    else:
+        how = f"({f.category}: exponent all ones)"
+    return (
+        f"<p>stores <b class='num stored'>{_num(f.stored)}</b> {how}<br>"
+        f"neighbours <span class='num below'>{_num(below)}</span> and "
+        f"<span class='num above'>{_num(above)}</span> · abs error "
+        f"<span class='num'>{f.abs_error:.3g}</span> · rel error "
+        f"<span class='num'>{f.rel_error:.3g}</span> · {_flags(f)}</p>"
+    )
+
+
+def bit_fields_of(name: str) -> list[str]:
+    """The field of each bit of format ``name``, most significant (the sign) first."""
+    info = P.format_info(name)
+    return ["sign"] + ["exponent"] * info.exponent_bits + ["mantissa"] * info.mantissa_bits
+
+
 class BitRow:
     """One format's bit pattern as buttons (sign red, exponent blue, mantissa green; solid =
     1), and what the format stores for the value."""
@@ -112,15 +176,21 @@ class BitRow:
     def __init__(self, name: str, on_flip, classroom: bool):
         self.name = name
         info = P.format_info(name)
-        fields = ["sign"] + ["exponent"] * info.exponent_bits + ["mantissa"] * info.mantissa_bits
         width = 34 if classroom else 22
-        # same width whatever the label and style: a pattern reads as a row of equal cells
-        sheet = (
-            f":host {{ width: {width}px; min-width: {width}px; flex: 0 0 auto; }} "
-            f".bk-btn {{ padding: 0; width: {width}px; min-width: {width}px; }}"
-        )
         self.buttons = []
-        for i, field in enumerate(fields):
+        for i, field in enumerate(bit_fields_of(name)):
+            c = FIELD_COLORS[field]
+            # same width whatever the label and style: a pattern reads as a row of equal
+            # cells; the field's colour, not the theme's "primary" (yellow in classroom)
+            sheet = (
+                f":host {{ width: {width}px; min-width: {width}px; flex: 0 0 auto; }} "
+                f".bk-btn {{ padding: 0; width: {width}px; min-width: {width}px; "
+                f"border-color: {c} !important; }} "
+                f":host(.solid) .bk-btn {{ background-color: {c} !important; color: #fff "
+                "!important; } "
+                f":host(.outline) .bk-btn {{ background-color: transparent !important; "
+                f"color: {c} !important; }}"
+            )
             b = pn.widgets.Button(
                 label="0",
                 color=FIELD_BUTTON[field],
@@ -146,29 +216,270 @@ class BitRow:
         f = P.bit_fields(value, self.name)
         for b, bit in zip(self.buttons, f.bits, strict=True):
             b.param.update(label=bit, variant="solid" if bit == "1" else "outline")
-        below, above = P.neighbours(f.stored, self.name)
-        if f.category in ("normal", "subnormal", "zero"):
-            how = (
-                f"= (−1)<sup>{f.sign_int}</sup> · {f.significand!r} · "
-                f"2<sup>{f.exponent_value}</sup>"
-            )
-            if f.category != "normal":
-                how += " (exponent field 0: no implicit leading 1)"
-        else:
-            how = f"({f.category}: exponent all ones)"
-        self.info.object = (
-            f"<p>stores <b class='num stored'>{_num(f.stored)}</b> {how}<br>"
-            f"neighbours <span class='num below'>{_num(below)}</span> and "
-            f"<span class='num above'>{_num(above)}</span> · abs error "
-            f"<span class='num'>{f.abs_error:.3g}</span> · rel error "
-            f"<span class='num'>{f.rel_error:.3g}</span> · {_flags(f)}</p>"
+        self.info.object = bit_info_html(value, self.name)
+
+
+# -- figures shared by both homes ----------------------------------------------------------------
+def range_plots(style: PlotStyle):
+    """The positive range of each format (pale: subnormals) and its values per decade."""
+    names = list(P.FORMATS)
+    width, height = (900, 420) if style.classroom else (560, 250)
+    bands = dict(y=[], left=[], right=[], color=[], alpha=[], what=[])
+    for n in names:
+        b = P.range_band(n)
+        for lo, hi, alpha, what in (
+            (b.smallest_subnormal, b.smallest_normal, 0.35, "subnormals"),
+            (b.smallest_normal, b.max, 0.9, "normal numbers"),
+        ):
+            bands["y"].append(P.format_info(n).label)
+            bands["left"].append(lo)
+            bands["right"].append(hi)
+            bands["color"].append(COLORS[n])
+            bands["alpha"].append(alpha)
+            bands["what"].append(f"{what}: {lo:.3g} … {hi:.3g}")
+    labels = [P.format_info(n).label for n in names]
+    src = ColumnDataSource(bands, name="precision-bands")
+    r = styled_figure(
+        style,
+        width,
+        height,
+        "Positive range (pale: subnormals)",
+        x_axis_type="log",
+        y_range=FactorRange(*reversed(labels)),
+        x_range=Range1d(1e-47, 1e40),
+        name="precision-ranges",
+    )
+    bars = r.hbar(
+        y="y", left="left", right="right", height=0.6, color="color", fill_alpha="alpha", source=src
+    )
+    r.add_tools(HoverTool(renderers=[bars], tooltips=[("", "@y"), ("", "@what")]))
+    r.xaxis.axis_label = "|x| (log scale)"
+    d = styled_figure(
+        style,
+        width,
+        height,
+        "Representable values per decade",
+        x_axis_type="log",
+        y_axis_type="log",
+        x_range=r.x_range,
+        name="precision-density-figure",
+    )
+    dens = dict(fmt=[], xs=[], ys=[], color=[])
+    for n in names:
+        dn = P.density(n)
+        keep = dn.counts > 0
+        dens["fmt"].append(P.format_info(n).label)
+        dens["xs"].append((10.0 ** (dn.decades[keep] + 0.5)).tolist())
+        dens["ys"].append(dn.counts[keep].astype(float).tolist())
+        dens["color"].append(COLORS[n])
+    dsrc = ColumnDataSource(dens, name="precision-density")
+    lines = d.multi_line(
+        xs="xs", ys="ys", line_color="color", line_width=4 if style.classroom else 2, source=dsrc
+    )
+    d.add_tools(HoverTool(renderers=[lines], tooltips=[("format", "@fmt")]))
+    d.xaxis.axis_label = "decade of |x|"
+    d.yaxis.axis_label = "values in the decade"
+    return r, d
+
+
+def hist_figure(style: PlotStyle, bars: ColumnDataSource, bands: ColumnDataSource):
+    """The histogram of log10|x|: ``bars`` (left, right, top) over ``bands`` (the formats')."""
+    width, height = (1300, 460) if style.classroom else (900, 300)
+    f = styled_figure(
+        style,
+        width,
+        height,
+        "",
+        x_range=Range1d(-10, 6),
+        y_range=Range1d(0, 1),
+        name="precision-hist-figure",
+    )
+    f.quad(
+        left="left",
+        right="right",
+        bottom="bottom",
+        top="top",
+        color="color",
+        fill_alpha="alpha",
+        line_alpha=0,
+        source=bands,
+    )
+    r = f.quad(
+        left="left",
+        right="right",
+        bottom=0,
+        top="top",
+        source=bars,
+        fill_color=COLORS["fp32"],
+        line_color=style.background,
+    )
+    f.add_tools(
+        HoverTool(
+            renderers=[r], tooltips=[("log10|x|", "@left{0.00} … @right{0.00}"), ("count", "@top")]
         )
+    )
+    f.xaxis.axis_label = "log10 |x|"
+    f.yaxis.axis_label = "values"
+    return f
+
+
+def hist_columns(g: P.HistogramGeometry) -> tuple[dict, dict]:
+    """The histogram's bars and bands as data-source columns."""
+    h = g.histogram
+    bars = dict(left=h.edges[:-1].tolist(), right=h.edges[1:].tolist(), top=h.counts.tolist())
+    bands = dict(
+        left=[b.left for b in g.bands],
+        right=[b.right for b in g.bands],
+        bottom=[b.bottom for b in g.bands],
+        top=[b.top for b in g.bands],
+        color=[COLORS[b.name] for b in g.bands],
+        alpha=[BAND_ALPHA[b.kind] for b in g.bands],
+        label=[f"{b.name} {b.kind}" for b in g.bands],
+    )
+    return bars, bands
+
+
+def hist_title(tensor: str, size: int) -> str:
+    """The histogram's title for ``tensor`` (an activation name, a weight, "all weights")."""
+    return f"log10|x| of {ACTIVATIONS.get(tensor, tensor)}: {size:,} values"
+
+
+def counts_html(values, g: P.HistogramGeometry) -> str:
+    """What storing ``values`` in fp16, bf16 and each fp8 does to them, as a table."""
+    rows = []
+    for n in ("fp16", "bf16", "fp8_e4m3", "fp8_e5m2"):
+        c = P.overflow_counts(values, n)
+        rows.append(
+            f"<tr><td>{html.escape(P.format_info(n).label)}</td>"
+            f"<td class='num overflow'>{c.overflow:,}</td>"
+            f"<td class='num subnormal'>{c.subnormal:,}</td>"
+            f"<td class='num flush'>{c.flush_to_zero:,}</td>"
+            f"<td class='num'>{c.normal:,}</td></tr>"
+        )
+    h = g.histogram
+    return (
+        f"<p>{h.zeros:,} values are exactly 0 and {h.nonfinite:,} are not finite (no "
+        "log). Stored in each format, the others would:</p>"
+        "<table class='top'><tr><th>format</th><th>overflow</th><th>become subnormal"
+        "</th><th>flush to zero</th><th>stay normal</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def runs_figure(style: PlotStyle, hidden: ColumnDataSource, probs: ColumnDataSource):
+    """max |difference| from fp32 per layer: solid the hidden state, dashed the probabilities."""
+    width, height = (900, 460) if style.classroom else (520, 300)
+    f = styled_figure(
+        style,
+        width,
+        height,
+        "max |difference| from fp32, per layer",
+        y_axis_type="log",
+        name="precision-runs-figure",
+    )
+    lw = 4 if style.classroom else 2
+    items = []
+    for src, dash, what in (
+        (hidden, "solid", "hidden state"),
+        (probs, "dashed", "attention probs"),
+    ):
+        for n in RUN_FORMATS:
+            r = f.line("layer", n, source=src, line_color=COLORS[n], line_dash=dash, line_width=lw)
+            dots = f.scatter("layer", n, source=src, color=COLORS[n], size=3 * lw)
+            items.append(LegendItem(label=f"{n} {what}", renderers=[r, dots]))
+    f.add_layout(
+        Legend(
+            items=items,
+            label_text_font_size=style.tick,
+            label_text_color=style.text,
+            background_fill_color=style.background,
+            background_fill_alpha=0.7,
+        ),
+        "right",
+    )
+    f.xaxis.axis_label = "layer (hidden state 0: the embeddings)"
+    return f
+
+
+def runs_html(runs: list[P.VariantRun], labels: list[str]) -> str:
+    """What each lower-precision run did, in words (``labels``: the tokens, for the flips)."""
+    parts = []
+    for r in runs:
+        c = r.comparison
+        if c is None:
+            parts.append(f"<p class='message error'>{r.name}: {html.escape(r.error)}</p>")
+            continue
+        flips = ", ".join(html.escape(labels[i]) for i in c.flips[:12]) or "none"
+        broken = f" · <span class='nan'>{c.nonfinite} inf/NaN values</span>" if c.nonfinite else ""
+        parts.append(
+            f"<p class='run-{r.name}'><b>{r.name}</b> on <b>{html.escape(r.provider)}</b>: "
+            f"logits max error <b class='num logits-error'>{c.logits_max_diff:.3g}</b> "
+            f"({100 * c.logits_max_rel:.2f}% of the largest logit) · top-1 next token "
+            f"agrees at <b class='num agreement'>{100 * c.agreement:.1f}%</b> of "
+            f"{len(c.top1)} positions · differs at: <span class='tok'>{flips}</span>{broken}"
+            f"<br><span class='hint'>{html.escape(r.description)}. "
+            f"Run in fp32 between Casts: {html.escape(', '.join(r.emulated_ops))}.</span></p>"
+        )
+    return "".join(parts) + RUNS_NOTE
+
+
+def mask_cells(scores) -> list[dict[str, str]]:
+    """The masked-scores table's cells for one head's scores (T, T), one dict per (fill,
+    format): each fill stored in each format, then the softmax computed in that format."""
+    s = np.asarray(scores, dtype=np.float64)
+    return [
+        dict(
+            fill=f"{c.fill:g}",
+            name=c.name,
+            stored=_num(c.stored_fill),
+            overflowed="yes: −inf" if c.fill_became_inf else "no",
+            nan="nan" if c.has_nan else "",
+            rows=", ".join(str(int(i)) for i in c.nan_rows) or "none",
+            mass=f"{c.masked_mass:.3g}",
+        )
+        for c in P.mask_fill_demo(s, mask=P.padding_mask(s.shape[-1]))
+    ]
+
+
+def mask_html(cells: list[dict[str, str]], layer: int | str, head: int | str) -> str:
+    """The masked-scores table of layer ``layer``, head ``head`` from its :func:`mask_cells`."""
+    rows = "".join(
+        f"<tr><td class='num'>{c['fill']}</td><td>{c['name']}</td>"
+        f"<td class='num'>{c['stored']}</td><td>{c['overflowed']}</td>"
+        f"<td class='{c['nan']}'>{c['rows']}</td><td class='num'>{c['mass']}</td></tr>"
+        for c in cells
+    )
+    return (
+        f"<p>Layer {layer}, head {head}: its scores with the causal mask, and query 0 "
+        "masked completely (a padding token). Each fill stored in each format, then the "
+        "softmax computed in that format:</p>"
+        "<table class='top'><tr><th>fill</th><th>format</th><th>stored fill</th>"
+        "<th>overflowed?</th><th>rows of NaN</th><th>most weight on a masked key</th></tr>"
+        + rows
+        + "</table>"
+        + MASK_NOTE
+    )
+
+
+ABOUT = (
+    "<b>What you see:</b> how fp32, fp16, bf16 and fp8 store a number (sign, exponent, "
+    "mantissa), what range and density each has, where the model's own weights and "
+    "activations fall in them, and the same model really run in fp16 and bf16. "
+    "<b>Try:</b> type 0.1, 65504, 70000 and 1e-8, click bits to flip them, and compare how "
+    "far the fp16 and bf16 runs drift from fp32."
+)
+
+
+class PrecisionOptions(Options):
+    """The precision lesson's option: the bit explorer's value."""
+
+    url: ClassVar[dict[str, str]] = {"value": "value"}
+
+    value = param.Number(default=65504.0, doc="The value shown in the bit explorer.")
 
 
 class PrecisionLesson(LessonView):
     """Number formats, the model's numbers in them, and the model run in fp16 and bf16."""
 
-    value = param.Number(default=65504.0, doc="The value shown in the bit explorer.")
     tensor = param.Selector(default="hidden", objects=list(ACTIVATIONS), doc="Histogram source.")
     error = param.String(default="", doc="Why the typed value was refused.")
 
@@ -180,7 +491,7 @@ class PrecisionLesson(LessonView):
         # -- bit explorer ----------------------------------------------------------------------
         self.value_input = pn.widgets.TextInput(
             label="Type a value",
-            value="65504",
+            value=typed_form(self.state.value),
             placeholder="e.g. 65504, 1e-8, -0, inf, nan, 0x1p-24, 2^-24",
             width=320 if style.classroom else 240,
             css_classes=["precision-value"],
@@ -190,7 +501,7 @@ class PrecisionLesson(LessonView):
         self.rows = {n: BitRow(n, self.flip, style.classroom) for n in P.FORMATS}
 
         # -- ranges and density ----------------------------------------------------------------
-        self.ranges_figure, self.density_figure = self._range_plots()
+        self.ranges_figure, self.density_figure = range_plots(style)
 
         # -- the model's numbers ---------------------------------------------------------------
         self.tensor_select = OptionSelect(
@@ -208,55 +519,41 @@ class PrecisionLesson(LessonView):
             data=dict(left=[], right=[], bottom=[], top=[], color=[], alpha=[], label=[]),
             name="precision-hist-bands",
         )
-        self.hist_figure = self._hist_plot()
+        self.hist_figure = hist_figure(style, self.hist_source, self.band_source)
         self.counts = text_pane("", "precision-counts")
 
         # -- real runs -------------------------------------------------------------------------
-        self.run_hidden = ColumnDataSource(
-            data=dict(layer=[], fp16=[], bf16=[]), name="precision-run-hidden"
-        )
-        self.run_probs = ColumnDataSource(
-            data=dict(layer=[], fp16=[], bf16=[]), name="precision-run-probs"
-        )
-        self.runs_figure = self._runs_plot()
+        empty = dict(layer=[], fp16=[], bf16=[])
+        self.run_hidden = ColumnDataSource(data=dict(empty), name="precision-run-hidden")
+        self.run_probs = ColumnDataSource(data=dict(empty), name="precision-run-probs")
+        self.runs_figure = runs_figure(style, self.run_hidden, self.run_probs)
         self.runs_text = text_pane("", "precision-runs")
         self.mask_text = text_pane("", "precision-mask")
 
-        def h(text: str) -> pn.pane.HTML:
-            return text_pane(f"<h3>{text}</h3>", "explain", margin=(12, 10, 0, 10))
+        def h(i: int) -> pn.pane.HTML:
+            return text_pane(f"<h3>{SECTIONS[i]}</h3>", "explain", margin=(12, 10, 0, 10))
 
         self._layout = pn.Column(
-            h("1. The formats"),
+            h(0),
             text_pane(formats_table(), "explain"),
-            text_pane(
-                "<p class='hint'>Every figure is read from the dtype itself (numpy.finfo, "
-                "ml_dtypes.finfo). bf16 keeps fp32's 8 exponent bits (its range) and drops "
-                "16 mantissa bits; fp16 spends more bits on the mantissa and has a far "
-                "smaller range.</p>",
-                "caption",
-            ),
-            h("2. Bits: type a value, click a bit to flip it"),
+            text_pane(FORMATS_CAPTION, "caption"),
+            h(1),
             pn.Row(self.value_input, self.error_pane, margin=0),
             *(r.layout for r in self.rows.values()),
-            h("3. Range and density"),
+            h(2),
             pn.FlexBox(
                 pn.pane.Bokeh(self.ranges_figure, margin=(5, 5)),
                 pn.pane.Bokeh(self.density_figure, margin=(5, 5)),
                 gap="6px",
             ),
-            h("4. The model's own numbers"),
+            h(3),
             self.tensor_select,
             pn.pane.Bokeh(self.hist_figure, margin=(5, 5)),
-            text_pane(
-                "<p class='hint'>Shaded behind the bars: where fp16 (orange, lower half) and "
-                "bf16 (green, upper half) can store a value; the paler strip at the left of "
-                "each is its subnormals, with fewer significant bits.</p>",
-                "caption",
-            ),
+            text_pane(HIST_CAPTION, "caption"),
             self.counts,
-            h("5. The same model run in fp16 and bf16"),
+            h(4),
             pn.FlexBox(pn.pane.Bokeh(self.runs_figure, margin=(5, 5)), self.runs_text, gap="6px"),
-            h("6. Masked scores in fp16 and bf16"),
+            h(5),
             self.mask_text,
             sizing_mode="stretch_width",
             margin=0,
@@ -273,140 +570,28 @@ class PrecisionLesson(LessonView):
             self.error = str(err)  # the last good value stays on show
             return
         self.error = ""
-        if not same_float(value, self.value):
-            self.value = value
+        if not same_float(value, self.state.value):
+            self.state.value = value
 
     def flip(self, name: str, index: int) -> None:
         """Flip bit ``index`` of ``name``'s pattern for the current value."""
         self.error = ""
-        self.value = P.flip_bit(self.value, name, index)
-        self.value_input.value = _num(self.value)
+        self.state.value = P.flip_bit(self.state.value, name, index)
 
     @param.depends("error", watch=True)
     def _show_error(self) -> None:
         self.error_pane.object = f"<p>{html.escape(self.error)}</p>"
         self.error_pane.visible = bool(self.error)
 
-    @param.depends("value", watch=True)
-    @_held
+    @param.depends("state.value", watch=True)
+    @draws
     def _show_value(self) -> None:
-        for row in self.rows.values():
-            row.show(self.value)
-
-    # -- ranges ------------------------------------------------------------------------------------
-    def _range_plots(self):
-        style = self.style
-        names = list(P.FORMATS)
-        width, height = (900, 420) if style.classroom else (560, 250)
-        bands = dict(y=[], left=[], right=[], color=[], alpha=[], what=[])
-        for n in names:
-            b = P.range_band(n)
-            for lo, hi, alpha, what in (
-                (b.smallest_subnormal, b.smallest_normal, 0.35, "subnormals"),
-                (b.smallest_normal, b.max, 0.9, "normal numbers"),
-            ):
-                bands["y"].append(P.format_info(n).label)
-                bands["left"].append(lo)
-                bands["right"].append(hi)
-                bands["color"].append(COLORS[n])
-                bands["alpha"].append(alpha)
-                bands["what"].append(f"{what}: {lo:.3g} … {hi:.3g}")
-        labels = [P.format_info(n).label for n in names]
-        src = ColumnDataSource(bands, name="precision-bands")
-        r = styled_figure(
-            style,
-            width,
-            height,
-            "Positive range (pale: subnormals)",
-            x_axis_type="log",
-            y_range=FactorRange(*reversed(labels)),
-            x_range=Range1d(1e-47, 1e40),
-            name="precision-ranges",
-        )
-        bars = r.hbar(
-            y="y",
-            left="left",
-            right="right",
-            height=0.6,
-            color="color",
-            fill_alpha="alpha",
-            source=src,
-        )
-        r.add_tools(HoverTool(renderers=[bars], tooltips=[("", "@y"), ("", "@what")]))
-        r.xaxis.axis_label = "|x| (log scale)"
-        d = styled_figure(
-            style,
-            width,
-            height,
-            "Representable values per decade",
-            x_axis_type="log",
-            y_axis_type="log",
-            x_range=r.x_range,
-            name="precision-density-figure",
-        )
-        dens = dict(fmt=[], xs=[], ys=[], color=[])
-        for n in names:
-            dn = P.density(n)
-            keep = dn.counts > 0
-            dens["fmt"].append(P.format_info(n).label)
-            dens["xs"].append((10.0 ** (dn.decades[keep] + 0.5)).tolist())
-            dens["ys"].append(dn.counts[keep].astype(float).tolist())
-            dens["color"].append(COLORS[n])
-        dsrc = ColumnDataSource(dens, name="precision-density")
-        lines = d.multi_line(
-            xs="xs",
-            ys="ys",
-            line_color="color",
-            line_width=4 if style.classroom else 2,
-            source=dsrc,
-        )
-        d.add_tools(HoverTool(renderers=[lines], tooltips=[("format", "@fmt")]))
-        d.xaxis.axis_label = "decade of |x|"
-        d.yaxis.axis_label = "values in the decade"
-        return r, d
+        if not same_float(_parsed_value(self.value_input.value), self.state.value):
+            self.value_input.value = typed_form(self.state.value)  # a link or a flip set it
+        for r in self.rows.values():
+            r.show(self.state.value)
 
     # -- the model's numbers -----------------------------------------------------------------------
-    def _hist_plot(self):
-        style = self.style
-        width, height = (1300, 460) if style.classroom else (900, 300)
-        f = styled_figure(
-            style,
-            width,
-            height,
-            "",
-            x_range=Range1d(-10, 6),
-            y_range=Range1d(0, 1),
-            name="precision-hist-figure",
-        )
-        f.quad(
-            left="left",
-            right="right",
-            bottom="bottom",
-            top="top",
-            color="color",
-            fill_alpha="alpha",
-            line_alpha=0,
-            source=self.band_source,
-        )
-        bars = f.quad(
-            left="left",
-            right="right",
-            bottom=0,
-            top="top",
-            source=self.hist_source,
-            fill_color=COLORS["fp32"],
-            line_color=style.background,
-        )
-        f.add_tools(
-            HoverTool(
-                renderers=[bars],
-                tooltips=[("log10|x|", "@left{0.00} … @right{0.00}"), ("count", "@top")],
-            )
-        )
-        f.xaxis.axis_label = "log10 |x|"
-        f.yaxis.axis_label = "values"
-        return f
-
     def _tensor_names(self) -> list[str]:
         """The histogram's choices: this text's activations, then the model's weights."""
         s = self.state
@@ -432,12 +617,11 @@ class PrecisionLesson(LessonView):
             return np.asarray(getattr(s.forward, self.tensor))
         weights = s.engine.weights(s.model)
         if self.tensor == ALL_WEIGHTS:
-            return np.concatenate([np.asarray(w, np.float64).ravel() for w in weights.values()])
+            return all_weights(weights)
         return np.asarray(weights[self.tensor])
 
     @param.depends("tensor", "state.forward", watch=True)
-    @_held
-    @when_shown
+    @draws
     def _draw_histogram(self) -> None:
         self.tensor_select.value = self.tensor
         try:
@@ -447,189 +631,55 @@ class PrecisionLesson(LessonView):
             return
         if values is None:
             return
-        v = np.asarray(values, dtype=np.float64)
-        finite = v[np.isfinite(v) & (v != 0)]
-        logs = np.log10(np.abs(finite)) if finite.size else np.zeros(1)
-        lo = min(math.floor(float(logs.min())), -9) - 1
-        hi = max(math.ceil(float(logs.max())), 5) + 1
-        h = P.log_histogram(v, np.arange(lo, hi + 1e-9, 0.25))
-        top = max(int(h.counts.max()), 1) * 1.1
-        self.hist_source.data = dict(
-            left=h.edges[:-1].tolist(), right=h.edges[1:].tolist(), top=h.counts.tolist()
-        )
-        bands = dict(left=[], right=[], bottom=[], top=[], color=[], alpha=[], label=[])
-        # fp16 on the lower half of the plot's height, bf16 on the upper: both bands visible
-        for n, (b0, b1) in (("fp16", (0, 0.5)), ("bf16", (0.5, 1.0))):
-            rb = P.range_band(n)
-            for a, z, label, alpha in (
-                (rb.log10_smallest_subnormal, rb.log10_smallest_normal, "subnormal", 0.1),
-                (rb.log10_smallest_normal, rb.log10_max, "normal", 0.25),
-            ):
-                bands["left"].append(max(a, lo))
-                bands["right"].append(min(z, hi))
-                bands["bottom"].append(b0 * top)
-                bands["top"].append(b1 * top)
-                bands["color"].append(COLORS[n])
-                bands["alpha"].append(alpha)
-                bands["label"].append(f"{n} {label}")
-        self.band_source.data = bands
-        self.hist_figure.x_range.update(start=lo, end=hi)
-        self.hist_figure.y_range.update(start=0, end=top)
-        name = ACTIVATIONS.get(self.tensor, self.tensor)
-        self.hist_figure.title.text = f"log10|x| of {name}: {v.size:,} values"
-        rows = []
-        for n in ("fp16", "bf16", "fp8_e4m3", "fp8_e5m2"):
-            c = P.overflow_counts(v, n)
-            rows.append(
-                f"<tr><td>{html.escape(P.format_info(n).label)}</td>"
-                f"<td class='num overflow'>{c.overflow:,}</td>"
-                f"<td class='num subnormal'>{c.subnormal:,}</td>"
-                f"<td class='num flush'>{c.flush_to_zero:,}</td>"
-                f"<td class='num'>{c.normal:,}</td></tr>"
-            )
-        self.counts.object = (
-            f"<p>{h.zeros:,} values are exactly 0 and {h.nonfinite:,} are not finite (no "
-            "log). Stored in each format, the others would:</p>"
-            "<table class='top'><tr><th>format</th><th>overflow</th><th>become subnormal"
-            "</th><th>flush to zero</th><th>stay normal</th></tr>" + "".join(rows) + "</table>"
-        )
+        g = P.histogram_geometry(values)
+        self.hist_source.data, self.band_source.data = hist_columns(g)
+        self.hist_figure.x_range.update(start=g.lo, end=g.hi)
+        self.hist_figure.y_range.update(start=0, end=g.top)
+        self.hist_figure.title.text = hist_title(self.tensor, g.size)
+        self.counts.object = counts_html(values, g)
 
     # -- real runs ---------------------------------------------------------------------------------
-    def _runs_plot(self):
-        style = self.style
-        width, height = (900, 460) if style.classroom else (520, 300)
-        f = styled_figure(
-            style,
-            width,
-            height,
-            "max |difference| from fp32, per layer",
-            y_axis_type="log",
-            name="precision-runs-figure",
-        )
-        lw = 4 if style.classroom else 2
-        items = []
-        for src, dash, what in (
-            (self.run_hidden, "solid", "hidden state"),
-            (self.run_probs, "dashed", "attention probs"),
-        ):
-            for n in RUN_FORMATS:
-                r = f.line(
-                    "layer", n, source=src, line_color=COLORS[n], line_dash=dash, line_width=lw
-                )
-                dots = f.scatter("layer", n, source=src, color=COLORS[n], size=3 * lw)
-                items.append(LegendItem(label=f"{n} {what}", renderers=[r, dots]))
-        f.add_layout(
-            Legend(
-                items=items,
-                label_text_font_size=style.tick,
-                label_text_color=style.text,
-                background_fill_color=style.background,
-                background_fill_alpha=0.7,
-            ),
-            "right",
-        )
-        f.xaxis.axis_label = "layer (hidden state 0: the embeddings)"
-        return f
-
     @param.depends("state.forward", watch=True)
-    @_held
-    @when_shown
+    @draws
     def _draw_runs(self) -> None:
         s = self.state
-        ref = s.forward
-        if ref is None or s.engine is None:
+        if s.forward is None or s.engine is None:
             return
-        comps, parts = {}, []
-        for n in RUN_FORMATS:
-            try:
-                low = s.engine.run(s.model, ref.ids, n)
-                record = s.engine.variant(s.model, n)
-            except EngineError as err:
-                parts.append(f"<p class='message error'>{n}: {html.escape(str(err))}</p>")
-                continue
-            c = comps[n] = P.compare_runs(low, ref, n)
-            flips = ", ".join(html.escape(s.labels[i]) for i in c.flips[:12]) or "none"
-            ops = ", ".join(record.get("emulated_ops", []))
-            parts.append(
-                f"<p class='run-{n}'><b>{n}</b> on <b>{html.escape(low.provider)}</b>: "
-                f"logits max error <b class='num logits-error'>{c.logits_max_diff:.3g}</b> "
-                f"({100 * c.logits_max_rel:.2f}% of the largest logit) · top-1 next token "
-                f"agrees at <b class='num agreement'>{100 * c.agreement:.1f}%</b> of "
-                f"{len(c.top1)} positions · differs at: <span class='tok'>{flips}</span>"
-                + (
-                    f" · <span class='nan'>{c.nonfinite} inf/NaN values</span>"
-                    if c.nonfinite
-                    else ""
-                )
-                + f"<br><span class='hint'>{html.escape(record.get('description', ''))}. "
-                f"Run in fp32 between Casts: {html.escape(ops)}.</span></p>"
-            )
-        if not comps:
-            self.run_hidden.data = self.run_probs.data = dict(layer=[], fp16=[], bf16=[])
-        else:
-
-            def col(n, key):
-                if n not in comps:
-                    return []
-                d = getattr(comps[n], key)
-                return [float(x) if x > 0 else float("nan") for x in d]  # 0 has no log
-
-            n_layer = int(ref.attn_probs.shape[0])
-            self.run_hidden.data = dict(
-                layer=list(range(n_layer + 1)),
-                **{
-                    n: col(n, "hidden_max_diff") or [float("nan")] * (n_layer + 1)
-                    for n in RUN_FORMATS
-                },
-            )
-            self.run_probs.data = dict(
-                layer=list(range(1, n_layer + 1)),
-                **{n: col(n, "probs_max_diff") or [float("nan")] * n_layer for n in RUN_FORMATS},
-            )
-        parts.append(
-            "<p class='hint'>The fp16 graph stores weights and activations in fp16; ONNX "
-            "Runtime's CPU provider has fp16 kernels only for the ops not listed above, so "
-            "those listed read fp16 values, compute in fp32 and round back to fp16. bf16 is "
-            "emulated the same way around every op: this CPU provider has no bf16 arithmetic. "
-            "On a GPU provider (CUDA) every op would have fp16 kernels.</p>"
-        )
-        self.runs_text.object = "".join(parts)
+        runs = P.run_variants(s.engine, s.model, s.forward, RUN_FORMATS)
+        n_layer = int(s.forward.attn_probs.shape[0])
+        self.run_hidden.data, self.run_probs.data = P.run_curves(runs, n_layer)
+        self.runs_text.object = runs_html(runs, s.labels)
         self._draw_mask()
 
-    # -- the masking demo --------------------------------------------------------------------------
     @param.depends("state.layer", "state.head", watch=True)
-    @when_shown
+    @draws
     def _draw_mask(self) -> None:
         s = self.state
         if s.forward is None:
             return
-        scores = np.asarray(s.forward.attn_scores[s.layer, s.head], dtype=np.float64)
-        mask = P.causal_mask(scores.shape[-1])
-        mask[0] = True  # query 0 plays a padding token: nothing left to attend to
-        rows = []
-        for c in P.mask_fill_demo(scores, mask=mask):
-            nan_rows = ", ".join(str(int(i)) for i in c.nan_rows) or "none"
-            rows.append(
-                f"<tr><td class='num'>{c.fill:g}</td><td>{c.name}</td>"
-                f"<td class='num'>{_num(c.stored_fill)}</td>"
-                f"<td>{'yes: −inf' if c.fill_became_inf else 'no'}</td>"
-                f"<td class='{'nan' if c.has_nan else ''}'>{nan_rows}</td>"
-                f"<td class='num'>{c.masked_mass:.3g}</td></tr>"
-            )
-        self.mask_text.object = (
-            f"<p>Layer {s.layer}, head {s.head}: its scores with the causal mask, and query 0 "
-            "masked completely (a padding token). Each fill stored in each format, then the "
-            "softmax computed in that format:</p>"
-            "<table class='top'><tr><th>fill</th><th>format</th><th>stored fill</th>"
-            "<th>overflowed?</th><th>rows of NaN</th><th>most weight on a masked key</th></tr>"
-            + "".join(rows)
-            + "</table><p class='hint'>fp16 cannot store −1e10 (its largest is 65504): it "
-            "becomes −inf, and a row that is all −inf gives −inf − (−inf) = NaN. −1e4 stays "
-            "finite everywhere, so the padding row becomes a quiet uniform average.</p>"
-        )
+        cells = mask_cells(s.forward.attn_scores[s.layer, s.head])
+        self.mask_text.object = mask_html(cells, s.layer, s.head)
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
+
+
+def all_weights(weights: dict) -> np.ndarray:
+    """Every weight of the model in one float64 vector."""
+    return np.concatenate([np.asarray(w, np.float64).ravel() for w in weights.values()])
+
+
+def typed_form(v: float) -> str:
+    """A value as the text box shows it: exact (repr), with no needless ".0"."""
+    text = repr(float(v))
+    return text.removesuffix(".0")
+
+
+def _parsed_value(text: str) -> float:
+    try:
+        return P.parse_value(text)
+    except ValueError:
+        return math.nan
 
 
 def same_float(a: float, b: float) -> bool:
@@ -637,3 +687,206 @@ def same_float(a: float, b: float) -> bool:
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
     return a == b and math.copysign(1, a) == math.copysign(1, b)
+
+
+# -- the snapshot ----------------------------------------------------------------------------------
+# The same six panels, built by the functions above. In the page: the bit explorer rounds with
+# js/rounding.js; the tensor picker, layer and head buttons choose among tables and histograms
+# computed here. One CustomJS serves every control (embedded once, it dispatches on cb_obj).
+LIVE_ONLY = (
+    "<p class='hint'>Each weight tensor on its own, and the runs of a text you type, need the "
+    "live dashboard (<code>panel serve panel_serve.py</code>): this page holds this text's "
+    "activations and all the weights together.</p>"
+)
+
+
+def _bit_explorer(ctx: Context, args: dict) -> list:
+    style = ctx.style
+    infos = [P.format_info(n) for n in P.FORMATS]
+    value = TextInput(
+        title="Type a value",
+        value=typed_form(ctx.selection.value),
+        placeholder="e.g. 65504, 1e-8, -0, inf, nan, 0x1p-24, 2^-24",
+        width=320 if style.classroom else 240,
+        name="precision-value",
+        stylesheets=[ctx.stylesheet],
+    )
+    cell = 34 if style.classroom else 22
+    width = 32 * cell + (260 if style.classroom else 150)
+    fig = styled_figure(
+        style,
+        width,
+        len(infos) * (cell + 10) + 40,
+        "Click a bit to flip it",
+        x_range=Range1d(-0.5, 31.5),
+        y_range=Range1d(len(infos) - 0.5, -0.5),
+        name="precision-bits-figure",
+    )
+    fig.xaxis.visible = False
+    fig.yaxis.ticker = FixedTicker(ticks=list(range(len(infos))))
+    fig.yaxis.major_label_overrides = {i: info.label for i, info in enumerate(infos)}
+    bits = ColumnDataSource(
+        data=dict(x=[], y=[], bit=[], color=[], alpha=[], text_color=[], fmt=[], index=[]),
+        name="precision-bits",
+    )
+    # as the dashboard's buttons: a 1 is filled with its field's colour, a 0 is outlined
+    fig.rect(
+        x="x",
+        y="y",
+        width=0.9,
+        height=0.8,
+        fill_color="color",
+        fill_alpha="alpha",
+        line_color="color",
+        line_width=2,
+        source=bits,
+    )
+    fig.text(
+        x="x",
+        y="y",
+        text="bit",
+        source=bits,
+        text_align="center",
+        text_baseline="middle",
+        text_color="text_color",
+        text_font_size=style.label,
+    )
+    args.update(
+        value=value,
+        bits=bits,
+        formats=ColumnDataSource(data=dict(name=[], bits=[], stored=[]), name="precision-formats"),
+        info=div(ctx, "", "precision-info", name="precision-info"),
+        error=div(ctx, "", "message", "error", name="precision-error", visible=False),
+        # plain lists: a dict argument arrives in the page as a Map, not an object
+        names=list(P.FORMATS),
+        titles=[i.label for i in infos],
+        field_colors=[FIELD_COLORS[k] for k in ("sign", "exponent", "mantissa")],
+    )
+    args["bits_figure"] = fig  # for its tap event
+    return [row(value, args["error"]), fig, args["info"]]
+
+
+def _histograms(ctx: Context, args: dict) -> list:
+    """Section 4: each activation tensor's histogram (and all the weights'), chosen in the page."""
+    f = ctx.forward
+    tensors = {n: np.asarray(getattr(f, n)) for n in ACTIVATIONS}
+    engine = ctx.engine
+    note = LIVE_ONLY
+    if engine is not None:
+        try:
+            tensors[ALL_WEIGHTS] = all_weights(engine.weights(ctx.model))
+        except EngineError as err:
+            note = f"<p class='message error'>{html.escape(str(err))}</p>" + LIVE_ONLY
+    table = dict(name=[], title=[], lo=[], hi=[], ymax=[], counts=[], bars=[], bands=[])
+    for name, values in tensors.items():
+        g = P.histogram_geometry(values)
+        bars, bands = hist_columns(g)
+        for k, v in (
+            ("name", name),
+            ("title", hist_title(name, g.size)),
+            ("lo", g.lo),
+            ("hi", g.hi),
+            ("ymax", g.top),
+            ("counts", counts_html(values, g)),
+            ("bars", bars["top"]),  # the bins: from lo to hi in HISTOGRAM_STEP
+            ("bands", [bands[c] for c in ("left", "right", "bottom", "top")]),
+        ):
+            table[k].append(v)
+    first_bars, first_bands = hist_columns(P.histogram_geometry(tensors["hidden"]))
+    hist = ColumnDataSource(first_bars, name="precision-hist")
+    bands = ColumnDataSource(first_bands, name="precision-hist-bands")
+    figure = hist_figure(ctx.style, hist, bands)
+    picker = Select(
+        title="Tensor",
+        options=list(tensors),
+        value="hidden",
+        width=380 if ctx.style.classroom else 300,
+        name="precision-tensor",
+        stylesheets=[ctx.stylesheet],
+    )
+    args.update(
+        picker=picker,
+        hist=hist,
+        hist_bands=bands,
+        hist_figure=figure,
+        tensors=ColumnDataSource(table, name="precision-tensors"),
+        step=P.HISTOGRAM_STEP,
+        counts=div(ctx, "", "precision-counts", name="precision-counts"),
+    )
+    return [picker, figure, div(ctx, HIST_CAPTION, "caption"), args["counts"], div(ctx, note)]
+
+
+def _runs(ctx: Context) -> list:
+    """Section 5, computed at export: the engine has the fp16 and bf16 variants."""
+    engine = ctx.engine
+    if engine is None:
+        return [div(ctx, "<p class='hint'>The fp16 and bf16 runs need the model's variants, "
+                    "which this export could not open: run the live dashboard.</p>")]  # fmt: skip
+    runs = P.run_variants(engine, ctx.model, ctx.forward, RUN_FORMATS)
+    hidden, probs = P.run_curves(runs, int(ctx.forward.attn_probs.shape[0]))
+    fig = runs_figure(
+        ctx.style,
+        ColumnDataSource(hidden, name="precision-run-hidden"),
+        ColumnDataSource(probs, name="precision-run-probs"),
+    )
+    text = div(ctx, runs_html(runs, ctx.labels), "precision-runs", name="precision-runs")
+    return [row(fig, text)]
+
+
+# what changes from head to head in the masked-scores table (the rest is the same for all)
+MASK_VARYING = ("nan", "rows", "mass")
+
+
+def _masks(ctx: Context, args: dict) -> list:
+    """Section 6: every layer and head's table, chosen in the page. Embedded as one template
+    (:func:`mask_html` with @-placeholders) and, per head, the cells that vary (~100 bytes)."""
+    scores = np.asarray(ctx.forward.attn_scores, dtype=np.float64)
+    n_layer, n_head = scores.shape[:2]
+    cells = [mask_cells(scores[i, j]) for i in range(n_layer) for j in range(n_head)]
+    # fill, format, stored fill and overflow depend on the fill and the format only
+    holes = [{**c, **{k: f"@{k}{n}@" for k in MASK_VARYING}} for n, c in enumerate(cells[0])]
+    layer = index_buttons(ctx, n_layer, ctx.selection.layer, "precision-layer")
+    head = index_buttons(ctx, n_head, ctx.selection.head, "precision-head")
+    args.update(
+        layer=layer,
+        head=head,
+        mask_template=mask_html(holes, "@layer@", "@head@"),
+        # per head, flattened: cell n's varying values
+        mask_cells=[[c[k] for c in head_cells for k in MASK_VARYING] for head_cells in cells],
+        mask_varying=list(MASK_VARYING),
+        n_head=int(n_head),
+        mask=div(ctx, "", "precision-mask", name="precision-mask"),
+    )
+    return [row(div(ctx, "layer", width=60), layer, div(ctx, "head", width=60), head), args["mask"]]
+
+
+def snapshot(ctx: Context):
+    """The lesson's snapshot form: the dashboard's six panels, interactive in the page."""
+
+    def h(i: int):
+        return div(ctx, f"<h3>{SECTIONS[i]}</h3>", "explain")
+
+    args: dict = {}
+    parts = [
+        h(0),
+        div(ctx, formats_table(), "explain", name="precision-formats-table"),
+        div(ctx, FORMATS_CAPTION, "caption"),
+        h(1),
+        *_bit_explorer(ctx, args),
+        h(2),
+        row(*range_plots(ctx.style)),
+        h(3),
+        *_histograms(ctx, args),
+        h(4),
+        *_runs(ctx),
+        h(5),
+        *_masks(ctx, args),
+    ]
+    cb = callback(("rounding", "precision"), "dispatch(cb_obj)", **args)
+    args["value"].js_on_change("value", cb)
+    args["bits_figure"].js_on_event("tap", cb)
+    args["picker"].js_on_change("value", cb)
+    for buttons in (args["layer"], args["head"]):
+        buttons.js_on_change("active", cb)
+    ctx.on_ready(cb)
+    return column(*parts, sizing_mode="stretch_width")

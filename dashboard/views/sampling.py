@@ -12,14 +12,16 @@ sampled token changes the text.
 
 from __future__ import annotations
 
-import functools
 import html
+import re
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 import panel as pn
 import param
 from bokeh.core.properties import value
+from bokeh.layouts import column, row
 from bokeh.models import (
     ColumnDataSource,
     FixedTicker,
@@ -28,11 +30,15 @@ from bokeh.models import (
     LegendItem,
     LogAxis,
     LogScale,
+    RadioButtonGroup,
     Range1d,
+    Slider,
     Span,
+    TextInput,
 )
 
 from dashboard.lessons import sampling as S
+from dashboard.views.offline import Context, callback, div
 from dashboard.views.plots import (
     PlotStyle,
     fast,
@@ -41,7 +47,7 @@ from dashboard.views.plots import (
     styled_figure,
     thinned_ticks,
 )
-from dashboard.views.registry import LessonView, when_shown
+from dashboard.views.registry import LessonView, Options, draws
 from dashboard.views.widgets import labelled, text_pane, two_way
 from models.bpe import Tokenizer, readable
 
@@ -79,22 +85,6 @@ def _percent(p: float) -> str:
     return f"{100 * p:.0f}%" if p >= 0.005 else "<1%"
 
 
-def _held(method):
-    """Run ``method`` with the page's document held (``panel.io.hold``).
-
-    Panel runs browser events without Bokeh's document lock and sends its own widgets'
-    changes itself; a change to a raw Bokeh figure or source in such a callback would fail
-    ("_pending_writes should be non-None ..."). Holding the document collects the changes
-    and sends them as one message. Outside a server (tests) this does nothing."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        with pn.io.hold():
-            return method(self, *args, **kwargs)
-
-    return wrapper
-
-
 def _prob(p: float) -> str:
     """A probability for the page: 4 decimals, or 2 significant digits when tiny."""
     return f"{p:.4f}" if p == 0 or p >= 1e-4 else f"{p:.1e}"
@@ -106,6 +96,119 @@ def _fmt_k(k: int | None) -> str:
 
 def _fmt_p(p: float) -> str:
     return f"{p:g}"
+
+
+def kept_color(style: PlotStyle) -> str:
+    """The colour of a bar that top-k and top-p keep."""
+    return "#6fa8dc" if style.classroom else "#4c78a8"
+
+
+# -- the lesson's words, once: both homes fill the same templates ----------------------------------
+# {name} placeholders; the dashboard fills them with fill() below, the snapshot's page with the
+# fill() of js/sampling.js. A summary is SUMMARY with its fragments put in first ({note}: "",
+# greedy or past; {continues}: end or next; {never}: "" or never), then the numbers.
+SUMMARY = (
+    "<p>Entropy <b class='num'>{entropy}</b> nats · effective number of choices "
+    "e<sup>H</sup> = <b class='num'>{choices}</b>.{note}</p>"
+    "<p>top-k {k} and top-p {p} keep <b class='num'>{n_kept}</b> of {V} tokens, which held "
+    "<b class='num'>{kept_mass}%</b> of the probability before renormalising (grey, hatched: "
+    "cut away).</p>{continues}"
+    "<p class='hint'>Pale bars: after temperature; solid: what is sampled from. Changing T, "
+    "top-k or top-p reuses the model's cached logits.</p>"
+)
+FRAGMENTS = {
+    "": "",
+    "greedy": " T = 0 is greedy: the top token gets it all.",
+    "past": (
+        " T = {T} is past the slider and the curves (they stop at {max}; the markers wait at "
+        "the edge)."
+    ),
+    "end": "<p>This is the end of the text: press <b>Sample next token</b> to choose one.</p>",
+    "end_offline": (
+        "<p>This is the end of the text: the live dashboard samples the next token (see "
+        "<b>Generate</b>).</p>"
+    ),
+    "next": (
+        "<p>The text continues with <b class='tok'>{token}</b> (orange): rank "
+        "<b class='num'>{rank}</b>, probability <b class='num'>{prob}</b> with these "
+        "settings{never}; <b class='num'>{tempered}</b> after temperature alone.</p>"
+    ),
+    "never": " (cut away: these settings can never pick it)",
+}
+PRESET_TEXT = "<p><b>{name}</b>: {explain}</p>"
+CUSTOM_TEXT = (
+    "<p>Custom: T = {T}, top-k {k}, top-p {p}. Pick a preset to see a common setting explained.</p>"
+)
+HOW = (
+    "<p class='hint'>Temperature divides the logits before the softmax (0: always the top "
+    "token). <b>top-k</b> keeps the k most likely tokens; <b>top-p</b> keeps the most likely "
+    "tokens until their probability adds up to p. They apply in this order, temperature → "
+    "top-k → top-p, as in Hugging Face transformers; what is left is renormalised to sum to "
+    "1.</p>"
+)
+GENERATE_HINT = (
+    "<p class='hint'>Samples the token after the <b>end</b> of the text with the settings "
+    "above, appends it and runs the model again. Step <i>i</i> draws with seed (seed, "
+    "<i>i</i>): the same seed, text and settings give the same tokens.</p>"
+)
+GENERATE_OFFLINE = (
+    "<h3>Generate</h3><p class='hint'>Sampling a token and appending it to the text runs the "
+    "model again, which this page cannot do: generation needs the live dashboard. Run "
+    "<code>make serve</code> and open this lesson there.</p>"
+)
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def fill(template: str, values: dict) -> str:
+    """``template`` with each ``{name}`` of ``values`` replaced (others left as they are);
+    one pass, so text put in is never read for placeholders again."""
+    return PLACEHOLDER.sub(lambda m: str(values.get(m[1], m[0])), template)
+
+
+def summary_html(d: S.Distribution, vocab, chosen: int | None, live: bool = True) -> str:
+    """The text under the bars for distribution ``d``; ``chosen``: the token the text
+    continues with (None at its end). ``live``: the dashboard (else the snapshot's wording)."""
+    note = "greedy" if d.temperature == 0 else "past" if d.temperature > SLIDER_MAX else ""
+    if chosen is None:
+        continues, never = ("end" if live else "end_offline"), ""
+    else:
+        continues, never = "next", "" if d.kept[chosen] else "never"
+    values = dict(
+        entropy=f"{d.entropy:.3f}",
+        choices=f"{d.perplexity:.2f}",
+        T=f"{d.temperature:g}",
+        max=f"{SLIDER_MAX:g}",
+        k=_fmt_k(d.top_k),
+        p=_fmt_p(d.top_p),
+        n_kept=d.n_kept,
+        V=d.final.size,
+        kept_mass=f"{100 * d.tempered[d.kept].sum():.1f}",
+    )
+    if chosen is not None:
+        values.update(
+            token=html.escape(vocab[chosen]),
+            rank=int(d.rank[chosen]),
+            prob=_prob(d.final[chosen]),
+            tempered=_prob(d.tempered[chosen]),
+        )
+    text = fill(SUMMARY, {"note": FRAGMENTS[note], "continues": FRAGMENTS[continues]})
+    return fill(fill(text, {"never": FRAGMENTS[never]}), values)
+
+
+def matching_preset(temperature: float, k: int | None, p: float) -> str:
+    """The preset with exactly these settings, else "Custom"."""
+    for name, preset in S.PRESETS.items():
+        if (preset.temperature, preset.top_k, preset.top_p) == (temperature, k, p):
+            return name
+    return "Custom"
+
+
+def preset_html(temperature: float, k: int | None, p: float) -> str:
+    """The text beside the presets: the matching preset explained, or the custom settings."""
+    name = matching_preset(temperature, k, p)
+    if name in S.PRESETS:
+        return fill(PRESET_TEXT, dict(name=name, explain=html.escape(S.PRESETS[name].explain)))
+    return fill(CUSTOM_TEXT, dict(T=f"{temperature:g}", k=_fmt_k(k), p=_fmt_p(p)))
 
 
 class NextTokenBars:
@@ -358,6 +461,29 @@ class TemperatureCurves:
         self.h_marker.data = dict(x=[shown], y=[h])
 
 
+ABOUT = (
+    "<b>What you see:</b> the model's distribution over the next token at the selected "
+    "position, and how temperature, top-k and top-p reshape it before one token is drawn; "
+    "curves of the top tokens' probabilities and of the entropy as T changes. "
+    "<b>Try:</b> drag T towards 0 (greedy) and past 1, set top-k to 1, pick a preset, then "
+    "sample a few tokens with a fixed seed."
+)
+
+
+class SamplingOptions(Options):
+    """The sampling lesson's options."""
+
+    url: ClassVar[dict[str, str]] = {"temperature": "temperature", "top_k": "topk", "top_p": "topp"}
+
+    temperature = param.Number(default=1.0, bounds=(0.0, 10.0), doc="Sampling temperature.")
+    top_k = param.Integer(
+        default=None, allow_None=True, bounds=(1, None), doc="Keep the k likeliest (None: off)."
+    )
+    top_p = param.Number(
+        default=1.0, bounds=(0.0, 1.0), inclusive_bounds=(False, True), doc="Nucleus (1: off)."
+    )
+
+
 class SamplingLesson(LessonView):
     """Temperature, top-k, top-p and sampling for the selected position's next token."""
 
@@ -462,15 +588,7 @@ class SamplingLesson(LessonView):
 
         # the explanation sits under the bars, so the controls stay short and the bars fit a
         # 1920x1080 projector in classroom mode
-        how = text_pane(
-            "<p class='hint'>Temperature divides the logits before the softmax (0: "
-            "always the top token). <b>top-k</b> keeps the k most likely tokens; "
-            "<b>top-p</b> keeps the most likely tokens until their probability adds up "
-            "to p. They apply in this order, temperature → top-k → top-p, as in Hugging "
-            "Face transformers; what is left is renormalised to sum to 1.</p>",
-            "caption",
-            width=style.bars[0],
-        )
+        how = text_pane(HOW, "caption", width=style.bars[0])
         controls = pn.Row(
             pn.Column(
                 self.slider,
@@ -485,13 +603,7 @@ class SamplingLesson(LessonView):
             text_pane("<h3>Generate</h3>", "detail", margin=(0, 10)),
             pn.Row(self.seed_input, self.n_input, margin=0),
             pn.Row(self.sample_button, self.generate_button, self.clear_button, margin=0),
-            text_pane(
-                "<p class='hint'>Samples the token after the <b>end</b> of the text with the "
-                "settings above, appends it and runs the model again. Step <i>i</i> draws with "
-                "seed (seed, <i>i</i>): the same seed, text and settings give the same tokens."
-                "</p>",
-                "caption",
-            ),
+            text_pane(GENERATE_HINT, "caption"),
             self.step_table,
             width=700 if style.classroom else 480,
             margin=0,
@@ -636,14 +748,7 @@ class SamplingLesson(LessonView):
         self.apply_preset(event.new)
 
     def _matching_preset(self) -> str:
-        for name, p in S.PRESETS.items():
-            if (p.temperature, p.top_k, p.top_p) == (
-                self.state.temperature,
-                self.top_k,
-                self.top_p,
-            ):
-                return name
-        return "Custom"
+        return matching_preset(self.state.temperature, self.top_k, self.top_p)
 
     @param.depends("state.temperature", "top_k", "top_p", watch=True)
     def _show_preset(self) -> None:
@@ -655,17 +760,7 @@ class SamplingLesson(LessonView):
             self.presets.value = name
         finally:
             self._syncing = False
-        if name in S.PRESETS:
-            self.preset_text.object = (
-                f"<p><b>{name}</b>: {html.escape(S.PRESETS[name].explain)}</p>"
-            )
-        else:
-            s = self.state
-            self.preset_text.object = (
-                f"<p>Custom: T = {s.temperature:g}, top-k {_fmt_k(self.top_k)}, "
-                f"top-p {_fmt_p(self.top_p)}. Pick a preset to see a common setting explained."
-                "</p>"
-            )
+        self.preset_text.object = preset_html(self.state.temperature, self.top_k, self.top_p)
 
     # -- drawing ----------------------------------------------------------------------------------
     def _labels(self) -> tuple[str, ...]:
@@ -689,8 +784,7 @@ class SamplingLesson(LessonView):
     @param.depends(
         "state.forward", "state.query", "state.temperature", "top_k", "top_p", "top_n", watch=True
     )
-    @_held
-    @when_shown
+    @draws
     def _draw(self) -> None:
         s = self.state
         if s.forward is None:
@@ -701,7 +795,7 @@ class SamplingLesson(LessonView):
         ids = list(d.order[: self.top_n])
         if chosen is not None and chosen not in ids:
             ids.append(int(chosen))
-        kept_color = "#6fa8dc" if self.style.classroom else "#4c78a8"
+        kept = kept_color(self.style)
         rows = dict(
             x=list(range(len(ids))),
             label=[vocab[i] for i in ids],
@@ -711,9 +805,7 @@ class SamplingLesson(LessonView):
             tempered=[float(d.tempered[i]) for i in ids],
             final=[float(d.final[i]) for i in ids],
             color=[
-                self.style.accent
-                if i == chosen
-                else (kept_color if d.kept[i] else self.style.masked)
+                self.style.accent if i == chosen else (kept if d.kept[i] else self.style.masked)
                 for i in ids
             ],
             hatch=[" " if d.kept[i] else "/" for i in ids],
@@ -728,8 +820,7 @@ class SamplingLesson(LessonView):
         self.curves.mark(s.temperature, probs, d.entropy)
 
     @param.depends("state.forward", "state.query", "top_k", "top_p", watch=True)
-    @_held
-    @when_shown
+    @draws
     def _draw_curves(self) -> None:
         s = self.state
         if s.forward is None:
@@ -743,39 +834,7 @@ class SamplingLesson(LessonView):
         self.curves.update(c, [vocab[i] for i in c.ids], plain)
 
     def _summary(self, d: S.Distribution, vocab, chosen: int | None) -> None:
-        v = d.final.size
-        cut = (
-            f"top-k {_fmt_k(d.top_k)} and top-p {_fmt_p(d.top_p)} keep <b class='num'>"
-            f"{d.n_kept}</b> of {v} tokens, which held <b class='num'>"
-            f"{100 * d.tempered[d.kept].sum():.1f}%</b> of the probability before "
-            "renormalising (grey, hatched: cut away)."
-        )
-        if chosen is None:
-            nxt = (
-                "<p>This is the end of the text: press <b>Sample next token</b> to choose one.</p>"
-            )
-        else:
-            tok = html.escape(vocab[chosen])
-            never = "" if d.kept[chosen] else " (cut away: these settings can never pick it)"
-            nxt = (
-                f"<p>The text continues with <b class='tok'>{tok}</b> (orange): rank "
-                f"<b class='num'>{int(d.rank[chosen])}</b>, probability "
-                f"<b class='num'>{_prob(d.final[chosen])}</b> with these settings{never}; "
-                f"<b class='num'>{_prob(d.tempered[chosen])}</b> after temperature alone.</p>"
-            )
-        greedy = "" if d.temperature > 0 else " T = 0 is greedy: the top token gets it all."
-        if d.temperature > SLIDER_MAX:
-            greedy = (
-                f" T = {d.temperature:g} is past the slider and the curves (they stop at "
-                f"{SLIDER_MAX:g}; the markers wait at the edge)."
-            )
-        self.summary.object = (
-            f"<p>Entropy <b class='num'>{d.entropy:.3f}</b> nats · effective number of choices "
-            f"e<sup>H</sup> = <b class='num'>{d.perplexity:.2f}</b>.{greedy}</p>"
-            f"<p>{cut}</p>{nxt}"
-            "<p class='hint'>Pale bars: after temperature; solid: what is sampled from. "
-            "Changing T, top-k or top-p reuses the model's cached logits.</p>"
-        )
+        self.summary.object = summary_html(d, vocab, chosen)
 
     # -- generation -------------------------------------------------------------------------------
     def _text_edited(self, _event) -> None:
@@ -790,42 +849,30 @@ class SamplingLesson(LessonView):
             self._set_error("generate", "Type some text first.")
             return None
         block = int(s.config.get("block_size", 0))
-        if len(s.ids) >= block or s.forward.logits.shape[0] < len(s.ids):
-            self._set_error(
-                "generate",
-                f"The text already fills the model's context of {block} tokens: shorten it "
-                "to generate more.",
-            )
+        full = S.context_full(len(s.ids), s.forward.logits.shape[0], block)
+        self._set_error("generate", full)
+        if full:
             return None
-        self._set_error("generate", "")
-        index = len(self.steps)
-        logits = s.forward.logits[len(s.ids) - 1]
-        step = S.sample_step(
-            logits, s.temperature, self.top_k, self.top_p, S.step_rng(self.seed, index)
+        g = S.next_token(
+            s.forward.logits,
+            len(s.ids),
+            s.temperature,
+            self.top_k,
+            self.top_p,
+            self.seed,
+            len(self.steps),
+            s.engine.tokenizer(s.model),
         )
-        tokenizer = s.engine.tokenizer(s.model)
-        raw = tokenizer.token_bytes(step.token_id)
         before = list(s.ids)
-        position = len(before) - 1
         self._generating = True
         try:
-            s.text = s.text + raw.decode("utf-8", errors="replace")
+            s.text = s.text + g.piece
         finally:
             self._generating = False
-        record = dict(
-            step=index + 1,
-            token_id=step.token_id,
-            token=readable(raw),
-            prob=step.prob,
-            rank=step.rank,
-            temperature=s.temperature,
-            top_k=self.top_k,
-            top_p=self.top_p,
-            retokenised=list(s.ids) != before + [step.token_id],
-        )
+        record = S.step_record(g, S.retokenised(before, g.token_id, s.ids))
         self.steps = [*self.steps, record]
         if s.status == "ok":
-            s.query = min(position, len(s.ids) - 1)
+            s.query = min(len(before) - 1, len(s.ids) - 1)
         return record
 
     def generate(self, n: int | None = None) -> list[dict]:
@@ -876,3 +923,149 @@ def _parsed(parse, text):
         return parse(text)
     except ValueError:
         return _BAD
+
+
+# -- the snapshot ---------------------------------------------------------------------------------
+# The same panels, built by the same classes, redrawn in the page from the embedded logits
+# (float32, positions × vocabulary) by js/sampling.js with the kernel of js/softmax.js. Only
+# generation, which runs the model again, stays in the live dashboard: a note says so.
+JS_FILES = ("softmax", "sampling")  # the kernel, then the lesson's page code
+
+
+def _logits(ctx: Context) -> ColumnDataSource:
+    """The model's logits, flattened (position, token), float32: embedded once per page."""
+    if "logits" not in ctx.shared:
+        flat = np.ascontiguousarray(ctx.forward.logits, dtype=np.float32).ravel()
+        ctx.shared["logits"] = ColumnDataSource(data=dict(logits=flat), name="sampling-logits")
+    return ctx.shared["logits"]
+
+
+def snapshot(ctx: Context):
+    """The lesson in the snapshot: the dashboard's controls, bars, curves, texts and presets."""
+    s, style = ctx.selection, ctx.style
+    n_pos, v = ctx.forward.logits.shape
+    width = 420 if style.classroom else 300
+    position = Slider(
+        title="Position (predicts the token after it)",
+        start=0,
+        end=max(n_pos - 1, 1),
+        step=1,
+        value=ctx.query,
+        disabled=n_pos == 1,
+        width=width + 120,
+        name="sampling-position",
+        stylesheets=[ctx.stylesheet],
+    )
+    temp = Slider(
+        title="Temperature T",
+        start=0.0,
+        end=SLIDER_MAX,
+        step=0.05,
+        value=min(max(float(s.temperature), 0.0), SLIDER_MAX),
+        width=width + 120,
+        name="temperature-slider",
+        stylesheets=[ctx.stylesheet],
+    )
+    k_input = TextInput(
+        title="top-k (blank: off)",
+        value="" if s.top_k is None else str(s.top_k),
+        width=width // 2 + 40,
+        name="top-k-input",
+        stylesheets=[ctx.stylesheet],
+    )
+    p_input = TextInput(
+        title="top-p (1: off)",
+        value=_fmt_p(s.top_p),
+        width=width // 2 + 40,
+        name="top-p-input",
+        stylesheets=[ctx.stylesheet],
+    )
+    names = [*S.PRESETS, "Custom"]
+    presets = RadioButtonGroup(
+        labels=names,
+        active=names.index(matching_preset(temp.value, s.top_k, s.top_p)),
+        name="sampling-presets",
+        stylesheets=[ctx.stylesheet],
+    )
+    preset_text = div(ctx, "", "explain", "preset-explain", name="sampling-preset-text")
+    cuts = ColumnDataSource(data=dict(k=[s.top_k or 0], p=[float(s.top_p)]), name="sampling-cuts")
+    # as wide as the bars (as in the dashboard), so the curves sit beside them
+    summary = div(ctx, "", "explain", "sampling-summary", name="sampling-summary",
+                  width=style.bars[0])  # fmt: skip
+    error = div(ctx, "", "message", "error", name="sampling-error", visible=False)
+    bars, curves = NextTokenBars(style), TemperatureCurves(style)
+    entropy = curves.entropy_figure
+    args = dict(
+        logits=_logits(ctx),
+        T=n_pos,
+        V=v,
+        ids=list(ctx.ids),
+        vocab=ctx.vocabulary(),
+        position=position,
+        temp=temp,
+        k_input=k_input,
+        p_input=p_input,
+        cuts=cuts,
+        error=error,
+        # the bars (NextTokenBars.update)
+        bars=bars.source,
+        marker_chosen=bars.chosen,
+        bars_fig=bars.figure,
+        ticker=bars.ticker,
+        axis=bars.figure.xaxis[0],
+        top_n=SamplingLesson.top_n,
+        bar_px=style.bars[0] - 80,
+        per_label=style.px_per_label,
+        nice=list(NICE_SCALES),
+        titles=[next_token_title(label, style) for label in ctx.labels],
+        kept_color=kept_color(style),
+        cut_color=style.masked,
+        accent=style.accent,
+        # the curves (TemperatureCurves.update and .mark)
+        temps=CURVE_TEMPERATURES.tolist(),
+        curve_n=CURVE_TOKENS,
+        lines=curves.lines,
+        items=list(curves.legend.items),
+        marker=curves.marker,
+        span=curves.span,
+        h_line=curves.h_line,
+        h_plain=curves.h_plain,
+        h_marker=curves.h_marker,
+        h_span=curves.h_span,
+        h_range=entropy.y_range,
+        choices=entropy.extra_y_ranges["choices"],
+        colors=list(LINE_COLORS_DARK if style.classroom else LINE_COLORS),
+        slider_max=SLIDER_MAX,
+        # the words
+        summary=summary,
+        parts=SUMMARY,
+        fragments=FRAGMENTS,
+        presets=presets,
+        preset_text=preset_text,
+        preset_names=list(S.PRESETS),
+        preset_values=[[p.temperature, p.top_k, p.top_p] for p in S.PRESETS.values()],
+        preset_explain=[html.escape(p.explain) for p in S.PRESETS.values()],
+        preset_text_template=PRESET_TEXT,
+        custom_text_template=CUSTOM_TEXT,
+    )
+    # one callback for every control: the page embeds its code once
+    redraw = callback(JS_FILES, "on_change(cb_obj)", **args)
+    for widget in (position, temp, k_input, p_input):
+        widget.js_on_change("value", redraw)
+    presets.js_on_change("active", redraw)
+    ctx.on_ready(redraw)
+
+    controls = row(
+        column(position, temp, row(k_input, p_input)),
+        column(div(ctx, "<b>Presets</b>", "explain"), presets, preset_text),
+    )
+    generate = div(ctx, GENERATE_OFFLINE, "detail", name="sampling-generate-note", width=480)
+    return column(
+        controls,
+        error,
+        row(
+            column(bars.figure, summary, div(ctx, HOW, "caption", width=style.bars[0])),
+            column(curves.figure, entropy),
+            generate,
+        ),
+    )

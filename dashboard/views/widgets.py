@@ -6,8 +6,7 @@ from functools import cache
 from pathlib import Path
 
 import panel as pn
-
-from dashboard.state import AnatomyState
+import param
 
 CSS_DIR = Path(__file__).resolve().parent.parent.parent / "static"
 
@@ -40,7 +39,7 @@ def text_pane(html: str = "", *classes: str, **params) -> pn.pane.HTML:
     return pn.pane.HTML(html, css_classes=list(classes), stylesheets=[css()], **params)
 
 
-def two_way(widget: pn.widgets.Widget, state: AnatomyState, name: str, prop: str = "value"):
+def two_way(widget: pn.widgets.Widget, state: param.Parameterized, name: str, prop: str = "value"):
     """Keep ``widget.<prop>`` and ``state.<name>`` equal, whichever changes."""
 
     def to_state(event) -> None:
@@ -57,7 +56,7 @@ def two_way(widget: pn.widgets.Widget, state: AnatomyState, name: str, prop: str
 
 
 def choice_group(
-    state: AnatomyState, name: str, options: dict, **params
+    state: param.Parameterized, name: str, options: dict, **params
 ) -> pn.widgets.RadioButtonGroup:
     """Outlined buttons choosing ``state.<name>`` among ``options`` (label -> value), linked
     both ways."""
@@ -81,7 +80,9 @@ def labelled(label: str, widget: pn.viewable.Viewable, css_class: str = "control
     )
 
 
-def index_group(state: AnatomyState, name: str, count_key: str) -> pn.widgets.RadioButtonGroup:
+def index_group(
+    state: param.Parameterized, name: str, count_key: str
+) -> pn.widgets.RadioButtonGroup:
     """Buttons 0..n-1 for ``state.<name>`` (a layer or head); n follows the model's config."""
 
     def options() -> dict[str, int]:
@@ -96,7 +97,7 @@ def index_group(state: AnatomyState, name: str, count_key: str) -> pn.widgets.Ra
     return group
 
 
-def head_controls(state: AnatomyState) -> pn.Row:
+def head_controls(state: param.Parameterized) -> pn.Row:
     """Layer and head pickers."""
     return pn.Row(
         labelled("Layer", index_group(state, "layer", "n_layer")),

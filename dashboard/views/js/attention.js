@@ -48,6 +48,26 @@ function draw() {
   draw_query();
 }
 
+// Every head's probabilities tiled into the grid's one image (HeadGrid.update), NaN gaps.
+function draw_grid() {
+  const gap = grid_meta.data.gap[0], size = T + gap;
+  const height = L * size - gap, width = H * size - gap;
+  const flat = new Float32Array(height * width).fill(NaN);
+  for (let l = 0; l < L; l++) {
+    for (let h = 0; h < H; h++) {
+      const off = head_offset(l, h);
+      // (no subarray: on Bokeh's ndarray subclass it would not slice)
+      for (let i = 0; i < T; i++) {
+        const at = (l * size + i) * width + h * size;
+        for (let j = 0; j < T; j++) flat[at + j] = data.data.probs[off + i * T + j];
+      }
+    }
+  }
+  // the placeholder Python sent is a Bokeh ndarray: make one of the same kind, full size
+  const NDArray = grid_src.data.image[0].constructor;
+  grid_src.data = {...grid_src.data, image: [new NDArray(flat, [height, width])]};
+}
+
 // The selected query's probabilities as bars, the outline on its row and cell, and the text.
 function draw_query() {
   const l = layer.active, h = head.active;

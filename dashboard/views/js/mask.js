@@ -9,6 +9,13 @@ function allowed_at(k, i, j, w, p) {
   return true;
 }
 
+// Python's f"{x:.1e}" (two exponent digits), for the story's largest difference.
+function exp1(x) {
+  const [m, e] = x.toExponential(1).split("e");
+  const n = Math.abs(Number(e));
+  return `${m}e${e.startsWith("-") ? "-" : "+"}${n < 10 ? "0" : ""}${n}`;
+}
+
 function draw() {
   const l = layer.active, h = head.active, k = kinds[kind.active];
   const w = Math.round(win.value), p = Math.min(Math.round(pad.value), T);
@@ -17,37 +24,44 @@ function draw() {
   pad.visible = k === "padding";
   const off = (l * H + h) * T * T;
   const a_img = allowed_src.data.image[0], m_img = masked_src.data.image[0];
-  const p_img = probs_src.data.image[0];
-  let top = 0;
+  const s_img = scores_src.data.image[0], p_img = probs_src.data.image[0];
+  let top = 0, all_top = 0, diff = 0;
   const empty = [];
   for (let i = 0; i < T; i++) {
-    const row = new Float64Array(T);
+    const row = new Float64Array(T), row_inf = new Float64Array(T), row_big = new Float64Array(T);
     let any = false;
     for (let j = 0; j < T; j++) {
       const ok = allowed_at(k, i, j, w, p);
       const s = data.data.scores[off + i * T + j];
       row[j] = ok ? s : f;
+      row_inf[j] = ok ? s : -Infinity;
+      row_big[j] = ok ? s : -1e9;
       a_img[i * T + j] = ok ? 1 : 0;
       m_img[i * T + j] = row[j];
+      s_img[i * T + j] = s;
       if (ok && Number.isFinite(s)) top = Math.max(top, Math.abs(s));
+      if (Number.isFinite(s)) all_top = Math.max(all_top, Math.abs(s));
       any = any || ok;
     }
-    if (!any) empty.push(i);
     const probs = softmax_row(row);
     for (let j = 0; j < T; j++) p_img[i * T + j] = probs[j];
+    if (!any) {
+      empty.push(i);
+      continue;
+    }
+    // −∞ against −10⁹ on the rows that keep a key (lessons.attention.fill_comparison)
+    const a = softmax_row(row_inf), b = softmax_row(row_big);
+    for (let j = 0; j < T; j++) diff = Math.max(diff, Math.abs(a[j] - b[j]));
   }
   masked_mapper.low = -(top || 1);
   masked_mapper.high = top || 1;
-  for (const src of [allowed_src, masked_src, probs_src]) src.change.emit();
+  // in classroom mode the raw scores share the masked scores' colour bar (MatrixPlot.update)
+  const raw = shared_bar ? top || 1 : all_top || 1;
+  scores_mapper.low = -raw;
+  scores_mapper.high = raw;
+  for (const src of [allowed_src, scores_src, masked_src, probs_src]) src.change.emit();
   explain.text = `<p>${texts[kind.active]}</p>`;
-  if (empty.length) {
-    story.text =
-      `<p><b>Rows ${empty.join(", ")}</b> have no key left. With −∞ their softmax is 0/0 = ` +
-      "<b class='nan'>NaN</b> (pink); with −10⁹ the same rows quietly become a uniform " +
-      "average over keys they must not see: finite, wrong, and invisible.</p>";
-  } else {
-    story.text =
-      "<p>Every query keeps at least one key, so −∞ and −10⁹ give the same softmax: " +
-      "exp(−10⁹ − max) underflows to 0 exactly. Try the padded batch to see them part ways.</p>";
-  }
+  story.text = empty.length
+    ? story_empty.replace("{rows}", empty.join(", "))
+    : story_full.replace("{diff}", exp1(diff));
 }

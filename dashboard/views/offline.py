@@ -1,9 +1,9 @@
-"""What every lesson of a snapshot shares: the data it draws, the theme, and small builders.
+"""What every lesson's snapshot form shares: the data it draws, the theme, small builders.
 
-A snapshot is one Bokeh document. Lessons get a :class:`Context` (the text's tokens, the
-forward pass, the chosen selection and the plot style) and return one Bokeh layout; their
-interactivity is client-side only, as ``CustomJS`` callbacks whose code is read from
-``export/js/*.js`` (with ``common.js`` prepended) at build time.
+A snapshot is one Bokeh document. Each lesson's ``snapshot(ctx)`` gets a :class:`Context`
+(the reading of the text, the lesson options it starts from and the plot style) and returns
+one Bokeh layout; its interactivity is client-side only, as ``CustomJS`` callbacks whose
+code is read from ``dashboard/views/js/*.js`` (with ``common.js`` prepended) at build time.
 """
 
 from __future__ import annotations
@@ -11,44 +11,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from bokeh.models import ColumnDataSource, CustomJS, Div, InlineStyleSheet
+from bokeh.models import ColumnDataSource, CustomJS, Div, InlineStyleSheet, RadioButtonGroup
 
 from dashboard.views.plots import PlotStyle
 from models.bpe import Tokenizer, readable
-from models.runtime import Forward
+from models.contract import Forward
 
 JS_DIR = Path(__file__).resolve().parent / "js"
-
-
-@dataclass(frozen=True)
-class Selection:
-    """What the snapshot shows first (the dashboard's state when exported from it).
-
-    ``query`` None means the last token: the position whose next token the model predicts.
-    """
-
-    lesson: str = "attention"
-    layer: int = 0
-    head: int = 0
-    query: int | None = None
-    key: int | None = None
-    stage: str = "probs"
-    mask: str = "causal"
-    window: int = 3
-    pad: int = 2
-    fill: str = "-inf"
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float = 1.0
-    value: str = "0.1"
 
 
 @dataclass
 class Context:
     """Everything a lesson builder reads; ``shared`` caches data sources used by several."""
 
+    engine: Any  # models.runtime.Engine: the one that read the text (lower precisions, weights)
     model: str
     config: dict
     text: str
@@ -58,8 +37,9 @@ class Context:
     forward: Forward
     tokenizer: Tokenizer
     style: PlotStyle
-    selection: Selection
+    selection: Any  # every lesson's options (registry.composed_options()), as they start
     stylesheet: InlineStyleSheet
+    chosen: frozenset = frozenset()  # the options the caller set (not defaults)
     shared: dict = field(default_factory=dict)
 
     def on_ready(self, cb: CustomJS) -> None:
@@ -72,8 +52,16 @@ class Context:
 
     @property
     def query(self) -> int:
-        q = self.selection.query
+        """The query to open on: the one chosen, else the last token (whose next token the
+        model predicts)."""
+        q = self.selection.query if "query" in self.chosen else None
         return self.n_tokens - 1 if q is None else min(max(int(q), 0), self.n_tokens - 1)
+
+    @property
+    def key(self) -> int:
+        """The key to open on (at most the query: a causal query sees no later key)."""
+        k = self.selection.key if "key" in self.chosen else None
+        return self.query if k is None else min(max(int(k), 0), self.query)
 
     def attention_data(self) -> ColumnDataSource:
         """The model's scaled scores and probabilities, flattened (layer, head, query, key),
@@ -100,13 +88,15 @@ class Context:
 
 @cache
 def js_source(name: str) -> str:
-    """The text of ``export/js/<name>.js``."""
+    """The text of ``dashboard/views/js/<name>.js``."""
     return (JS_DIR / f"{name}.js").read_text(encoding="utf-8")
 
 
-def callback(lesson: str, call: str, **args) -> CustomJS:
-    """A ``CustomJS`` running ``call`` (e.g. ``"draw()"``) after the lesson's functions."""
-    code = "\n".join([js_source("common"), js_source(lesson), f"{call};"])
+def callback(js: str | tuple[str, ...], call: str, **args) -> CustomJS:
+    """A ``CustomJS`` running ``call`` (e.g. ``"draw()"``) after ``common.js`` and the named
+    file(s) of ``dashboard/views/js`` (a kernel first, then the lesson's own code)."""
+    names = (js,) if isinstance(js, str) else tuple(js)
+    code = "\n".join([*map(js_source, ("common", *names)), f"{call};"])
     return CustomJS(args=args, code=code)
 
 
@@ -127,3 +117,13 @@ def div(ctx: Context, html: str = "", *classes: str, name: str | None = None, **
 def widget_style(ctx: Context) -> list:
     """Style sheets for widgets: the dark theme's colours in classroom mode."""
     return [ctx.stylesheet]
+
+
+def index_buttons(ctx: Context, n: int, active: int, name: str) -> RadioButtonGroup:
+    """Buttons 0..n-1 (a layer or head picker)."""
+    return RadioButtonGroup(
+        labels=[str(i) for i in range(n)],
+        active=min(max(active, 0), n - 1),
+        name=name,
+        stylesheets=[ctx.stylesheet],
+    )

@@ -1,1 +1,0 @@
-"""One module per lesson of the snapshot; each has ``build(ctx) -> Bokeh layout``."""
