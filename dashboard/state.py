@@ -39,8 +39,6 @@ def url_keys() -> dict[str, str]:
     return {**SHELL_KEYS, **registry.url_keys()}
 
 
-URL_KEYS: dict[str, str] = url_keys()
-
 # -- the engine: one per process, shared by every browser session ---------------------------------
 ENV_PROVIDER = "ANATOMY_PROVIDER"
 ENV_MODEL = "ANATOMY_MODEL"

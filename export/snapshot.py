@@ -114,21 +114,10 @@ def _context(
     if not reading.ok:
         raise SnapshotError(reading.message)
     selection, chosen = lesson_options(options)
-    try:
-        config = engine.config(model)
-        tokenizer = engine.tokenizer(model)
-    except EngineError as err:
-        raise SnapshotError(str(err)) from None
     ctx = Context(
         engine=engine,
-        model=model,
-        config=config,
+        reading=reading,  # ok: the engine has read this model's config and tokenizer already
         text=text,
-        ids=reading.ids,
-        labels=reading.labels,
-        tokens=reading.tokens,
-        forward=reading.forward,
-        tokenizer=tokenizer,
         style=plot_style(classroom),
         selection=selection,
         stylesheet=stylesheet,

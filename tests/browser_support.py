@@ -190,3 +190,31 @@ def model_set(page, name: str, prop: str, value) -> None:
 def model_get(page, name: str, prop: str):
     """A snapshot model's property."""
     return page.evaluate("([n, p]) => Bokeh.documents[0].get_model_by_name(n)[p]", [name, prop])
+
+
+def open_offline(browser, path, ready: str, viewport=(1600, 1200)):
+    """Open a snapshot from file:// as a person would, offline: every request recorded
+    (``page.requests``) and all but the file itself aborted, console errors and dialogs
+    recorded (``page.errors``, ``page.dialogs``). Returns once ``ready``, a JavaScript
+    expression over ``doc`` (the page's Bokeh document), is true; ``page.opened_in`` is the
+    seconds that took."""
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    url = page.url_ = path.as_uri()
+    page.requests, page.dialogs = [], []
+    record_errors(page)
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+
+    def route(r):
+        page.requests.append(r.request.url)
+        r.continue_() if r.request.url == url else r.abort()
+
+    page.route("**/*", route)
+    t0 = time.perf_counter()
+    page.goto(url)
+    page.wait_for_function(
+        "() => { if (!window.Bokeh || !Bokeh.documents.length) return false;"
+        f" const doc = Bokeh.documents[0]; return Boolean({ready}); }}",
+        timeout=30_000,
+    )
+    page.opened_in = time.perf_counter() - t0
+    return page

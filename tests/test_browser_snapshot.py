@@ -18,7 +18,7 @@ from dashboard.lessons import sampling as S
 from dashboard.state import DEFAULT_TEXT
 from export.snapshot import export_snapshot
 from models.runtime import STATIC_DIR, Engine
-from tests.browser_support import JS_TITLE, model_data, record_errors
+from tests.browser_support import JS_TITLE, model_data, open_offline
 from tests.browser_support import model_get as _get
 from tests.browser_support import model_set as _set
 
@@ -41,29 +41,9 @@ def forward(engine):
 
 
 def _open(browser, path, viewport=(1600, 1200)):
-    """Open ``path`` from file:// with every request recorded and all but the file aborted."""
-    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
-    url = path.as_uri()
-    page.requests = []
-    record_errors(page)
-
-    def route(r):
-        page.requests.append(r.request.url)
-        r.continue_() if r.request.url == url else r.abort()
-
-    page.route("**/*", route)
-    page.goto(url)
-    # ready: the lessons' first draw (on document_ready) has filled the bars
-    page.wait_for_function(
-        """() => {
-          if (!window.Bokeh || !Bokeh.documents.length) return false;
-          const m = Bokeh.documents[0].get_model_by_name("sampling-bars");
-          return m && m.data.tid.length > 0;
-        }""",
-        timeout=30_000,
-    )
-    page.url_ = url
-    return page
+    """Open ``path`` offline, ready once the lessons' first draw has filled the bars."""
+    ready = 'doc.get_model_by_name("sampling-bars")?.data.tid.length > 0'
+    return open_offline(browser, path, ready, viewport)
 
 
 def _image(page, name):

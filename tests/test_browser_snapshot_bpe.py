@@ -20,7 +20,7 @@ from dashboard.views import bpe as V
 from export.snapshot import export_snapshot
 from models.bpe import readable
 from models.runtime import STATIC_DIR, Engine
-from tests.browser_support import model_data, record_errors
+from tests.browser_support import model_data, open_offline
 from tests.browser_support import model_get as _get
 from tests.browser_support import model_set as _set
 
@@ -55,24 +55,8 @@ def steps(engine):
 def page(browser, tmp_path_factory):
     path = tmp_path_factory.mktemp("snap-bpe") / "bpe.html"
     export_snapshot(path, TEXT, lessons="bpe")
-    page = browser.new_page(viewport={"width": 1600, "height": 1400})
-    record_errors(page)
-    page.dialogs = []
-    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
-    url = path.as_uri()
-    page.requests = []
-
-    def route(r):
-        page.requests.append(r.request.url)
-        r.continue_() if r.request.url == url else r.abort()
-
-    page.route("**/*", route)
-    page.goto(url)
-    page.wait_for_function(
-        """() => window.Bokeh && Bokeh.documents.length &&
-                 Bokeh.documents[0].get_model_by_name("bpe-k")""",
-        timeout=30_000,
-    )
+    page = open_offline(browser, path, 'doc.get_model_by_name("bpe-k")', (1600, 1400))
+    url = page.url_
     page.locator(".bpe-sample .bpe-tok").first.wait_for()
     yield page
     assert page.requests == [url]

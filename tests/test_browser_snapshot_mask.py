@@ -15,7 +15,7 @@ from dashboard.views.mask import MaskLesson
 from export.snapshot import export_snapshot
 from models.runtime import STATIC_DIR, Engine
 from tests.browser_support import model_set as _set
-from tests.browser_support import record_errors
+from tests.browser_support import open_offline
 
 pytestmark = pytest.mark.browser
 
@@ -31,15 +31,7 @@ def engine():
 def page(browser, tmp_path_factory, engine):
     path = tmp_path_factory.mktemp("snap") / "mask.html"
     export_snapshot(path, TEXT, lessons="mask,attention", options=dict(layer=1, head=2))
-    page = browser.new_page(viewport={"width": 1600, "height": 1200})
-    record_errors(page)
-    page.goto(path.as_uri())
-    page.wait_for_function(
-        "() => window.Bokeh && Bokeh.documents.length && Bokeh.documents[0]"
-        ".get_model_by_name('mask-story') && Bokeh.documents[0]"
-        ".get_model_by_name('mask-story').text.length > 0",
-        timeout=30_000,
-    )
+    page = open_offline(browser, path, 'doc.get_model_by_name("mask-story").text.length > 0')
     yield page
     page.close()
 

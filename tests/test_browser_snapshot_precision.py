@@ -17,7 +17,7 @@ import torch
 from dashboard.views import precision as V
 from export.snapshot import export_snapshot
 from models.runtime import STATIC_DIR, Engine
-from tests.browser_support import model_data, record_errors
+from tests.browser_support import model_data, open_offline
 from tests.browser_support import model_get as _get
 from tests.browser_support import model_set as _set
 
@@ -49,15 +49,8 @@ def forward(engine):
 def page(browser, tmp_path_factory):
     path = tmp_path_factory.mktemp("snap") / "precision.html"
     export_snapshot(path, TEXT, lessons="precision", options={"value": VALUE, "layer": 1})
-    page = browser.new_page(viewport={"width": 1600, "height": 1200})
-    record_errors(page)
-    url = path.as_uri()
-    page.route("**/*", lambda r: r.continue_() if r.request.url == url else r.abort())
-    page.goto(url)
-    page.wait_for_function(
-        """() => window.Bokeh && Bokeh.documents.length &&
-             Bokeh.documents[0].get_model_by_name("precision-formats").data.bits.length > 0""",
-        timeout=30_000,
+    page = open_offline(
+        browser, path, 'doc.get_model_by_name("precision-formats").data.bits.length > 0'
     )
     yield page
     page.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html
 import json
-import time
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from dashboard.views import sampling as V
 from export.snapshot import export_snapshot
 from models.bpe import readable
 from models.runtime import STATIC_DIR, Engine
-from tests.browser_support import model_data, record_errors
+from tests.browser_support import model_data, open_offline
 from tests.browser_support import model_get as _get
 from tests.browser_support import model_set as _set
 
@@ -54,30 +53,9 @@ def labels(engine):
 
 
 def _open(browser, path):
-    """``path`` from file://, every other request aborted (and recorded), once drawn."""
-    page = browser.new_page(viewport={"width": 1600, "height": 1200})
-    url = path.as_uri()
-    page.requests = []
-    record_errors(page)
-
-    def route(r):
-        page.requests.append(r.request.url)
-        r.continue_() if r.request.url == url else r.abort()
-
-    page.route("**/*", route)
-    t0 = time.perf_counter()
-    page.goto(url)
-    page.wait_for_function(
-        """() => {
-          if (!window.Bokeh || !Bokeh.documents.length) return false;
-          const m = Bokeh.documents[0].get_model_by_name("sampling-curve-0");
-          return m && m.data.y.length > 0;
-        }""",
-        timeout=30_000,
-    )
-    page.opened_in = time.perf_counter() - t0
-    page.url_ = url
-    return page
+    """``path`` offline, once drawn."""
+    ready = 'doc.get_model_by_name("sampling-curve-0")?.data.y.length > 0'
+    return open_offline(browser, path, ready)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from bokeh.models import ColumnDataSource, CustomJS, Div, InlineStyleSheet, Radi
 from dashboard.views.plots import PlotStyle
 from models.bpe import Tokenizer, readable
 from models.contract import Forward
+from models.reading import Reading
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 
@@ -28,19 +29,43 @@ class Context:
     """Everything a lesson builder reads; ``shared`` caches data sources used by several."""
 
     engine: Any  # models.runtime.Engine: the one that read the text (lower precisions, weights)
-    model: str
-    config: dict
+    reading: Reading  # the text as the model read it (status "ok")
     text: str
-    ids: list[int]
-    labels: list[str]  # unique: "3: ·the"
-    tokens: list[str]  # readable token strings
-    forward: Forward
-    tokenizer: Tokenizer
     style: PlotStyle
     selection: Any  # every lesson's options (registry.composed_options()), as they start
     stylesheet: InlineStyleSheet
     chosen: frozenset = frozenset()  # the options the caller set (not defaults)
     shared: dict = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        return self.reading.model
+
+    @property
+    def ids(self) -> list[int]:
+        return self.reading.ids
+
+    @property
+    def labels(self) -> list[str]:
+        """Unique token labels: "3: ·the"."""
+        return self.reading.labels
+
+    @property
+    def tokens(self) -> list[str]:
+        """Readable token strings."""
+        return self.reading.tokens
+
+    @property
+    def forward(self) -> Forward:
+        return self.reading.forward
+
+    @property
+    def config(self) -> dict:
+        return self.engine.config(self.model)
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.engine.tokenizer(self.model)
 
     def on_ready(self, cb: CustomJS) -> None:
         """Run ``cb`` once when the page has loaded (the lessons' first draw)."""
