@@ -23,7 +23,7 @@ from bokeh.embed.elements import html_page_for_render_items
 from bokeh.embed.util import standalone_docs_json_and_render_items
 from bokeh.events import DocumentReady
 from bokeh.layouts import column
-from bokeh.models import Column, InlineStyleSheet, TabPanel, Tabs
+from bokeh.models import Column, CustomJS, InlineStyleSheet, TabPanel, Tabs
 from bokeh.resources import INLINE
 
 from dashboard.views import registry
@@ -47,6 +47,18 @@ TEMPLATE = """
 EXTERNAL = re.compile(
     r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*(?![\"']?data:)", re.I
 )
+
+# A tab's lesson goes in the first time the tab is chosen.
+OPEN_TAB = """
+const i = tabs.active, panel = tabs.tabs[i], layout = layouts[i];
+if (panel.child !== layout) {
+  // Tabs rebuilds its views when its list of panels changes, not when a panel's child does
+  const name = panel.name;
+  panel.name = null;
+  const opened = new panel.constructor({child: layout, title: panel.title, name});
+  tabs.tabs = tabs.tabs.map((p, j) => (j === i ? opened : p));
+}
+"""
 
 SCRIPT_BODY = re.compile(r"(<script\b[^>]*>).*?</script>", re.I | re.S)
 
@@ -168,8 +180,17 @@ def build_snapshot(
     header = div(ctx, _header(ctx, notices, when), "snap-header", name="snapshot-header")
     first = registry.resolve(lesson or registry.DEFAULT_LESSON)
     active = names.index(first) if first in names else 0
-    panels = [TabPanel(child=_lesson(ctx, LESSONS[n]), title=LESSONS[n].title, name=f"tab-{n}")
-              for n in names]  # fmt: skip
+    layouts = [_lesson(ctx, LESSONS[n]) for n in names]
+    # Only the open tab is laid out when the page opens; a tab's lesson goes into it the first
+    # time it is chosen (Bokeh would otherwise build every hidden lesson's views up front).
+    panels = [
+        TabPanel(
+            child=layout if i == active else div(ctx, "", name=f"pending-{n}"),
+            title=LESSONS[n].title,
+            name=f"tab-{n}",
+        )
+        for i, (n, layout) in enumerate(zip(names, layouts, strict=True))
+    ]
     tabs = Tabs(
         tabs=panels,
         active=active,
@@ -177,6 +198,7 @@ def build_snapshot(
         stylesheets=[sheet],
         sizing_mode="stretch_width",
     )
+    tabs.js_on_change("active", CustomJS(args=dict(tabs=tabs, layouts=layouts), code=OPEN_TAB))
     doc = Document()
     doc.add_root(
         Column(header, tabs, name="snapshot", stylesheets=[sheet], sizing_mode="stretch_width")

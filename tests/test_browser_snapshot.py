@@ -93,6 +93,11 @@ def _tab(page, name):
         "() => Bokeh.documents[0].get_model_by_name('lessons').tabs.map(t => t.name)"
     )
     _set(page, "lessons", "active", names.index(f"tab-{name}"))
+    # a lesson is laid out the first time its tab opens: wait for its views
+    page.wait_for_function(
+        """() => { const t = Bokeh.documents[0].get_model_by_name('lessons');
+                   return Bokeh.index.find_one(t.tabs[t.active].child) != null; }"""
+    )
     page.wait_for_timeout(100)
 
 
@@ -103,6 +108,24 @@ def test_opens_offline_with_no_request_and_no_error(page):
     chips = page.locator(".snap-header .chip").all_inner_texts()
     assert "·<" in chips and "b" in chips and ">" in chips
     assert page.locator(".snap-header b", has_text="x").count() == 0
+
+
+def test_only_the_open_lesson_is_laid_out_until_its_tab_is_chosen(browser, snapshot):
+    """The first render pays for one lesson (the render budget); the others are laid out the
+    first time their tab opens, and then work like the first."""
+    page = _open(browser, snapshot)
+    laid_out = """(n) => Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name(n)) != null"""
+    assert page.evaluate(laid_out, "heatmap")  # attention opens first
+    assert not page.evaluate(laid_out, "mask-probs")
+    assert not page.evaluate(laid_out, "precision-bits-figure")
+    _tab(page, "mask")
+    assert page.evaluate(laid_out, "mask-probs")
+    _set(page, "mask-kind", "active", 1)  # no mask: every key allowed
+    assert (_image(page, "mask-allowed-image") == 1).all()
+    _tab(page, "attention")
+    assert page.evaluate(laid_out, "heatmap") and page.evaluate(laid_out, "mask-probs")
+    assert page.errors == []
+    page.close()
 
 
 def test_layer_and_head_change_the_heatmap(page, forward):

@@ -116,3 +116,25 @@ def test_the_grid_is_tiled_in_the_page_from_the_embedded_probabilities(page, eng
             np.testing.assert_allclose(tile, f.attn_probs[lay, h], atol=1e-7)
     assert np.isnan(canvas[t : t + gap]).all()  # the gaps
     assert page.errors == []
+
+
+@pytest.mark.parametrize(("layer", "query", "key"), [(0, 5, 2), (2, 16, 16), (3, 3, 9), (1, 0, 0)])
+def test_the_attention_detail_is_the_dashboards_text(page, engine, layer, query, key):
+    from dashboard.lessons.attention import query_detail
+    from dashboard.views.attention import detail_html
+
+    _set(page, "lessons", "active", 1)  # the attention tab
+    page.evaluate(
+        "([q, k]) => { Bokeh.documents[0].get_model_by_name('attention-pick').data ="
+        " {query: [q], key: [k]}; }",
+        [query, key],
+    )
+    _set(page, "attention-layer", "active", (layer + 1) % 4)  # any change redraws
+    _set(page, "attention-layer", "active", layer)
+    got = _model(page, "attention-detail", "return m.text;")
+    model = engine.default_model
+    f = engine.run(model, engine.tokenizer(model).encode(TEXT))
+    state = AnatomyState(engine=engine, text=TEXT)
+    d = query_detail(f.attn_scores[layer, 2], f.attn_probs[layer, 2], query, key)
+    assert got == "".join(detail_html(state.labels, d, query, key))
+    assert page.errors == []

@@ -37,6 +37,40 @@ ABOUT = (
 )
 
 
+# The selected pair and its query's most attended keys, in both homes: the dashboard fills
+# the slots in Python (detail_html), the snapshot in its page (js/attention.js).
+PAIR = (
+    "<p>Query <b class='tok'>{query}</b> · key <b class='tok'>{key}</b>: "
+    "q·k/√d = <b class='num'>{score}</b>, probability <b class='num'>{prob}</b>.{masked}</p>"
+)
+MASKED = " The causal mask removes this pair: it becomes −∞."
+TOP = "<p>Most attended (entropy {entropy} bits):</p><table class='top'>{rows}</table>"
+TOP_ROW = (
+    "<tr><td class='tok'>{token}</td><td class='num'>{prob}</td>"
+    "<td><div class='bar' style='width:{width}%'></div></td></tr>"
+)
+PICK_HINT = (  # the dashboard's only: the snapshot has no keyboard stepping
+    "<p class='hint'>Click a cell of the heatmap to pick a query and key; "
+    "← → step through the queries.</p>"
+)
+
+
+def detail_html(labels: list[str], d: dict, query: int, key: int) -> tuple[str, str]:
+    """The pair's text and the most-attended table for ``query_detail``'s result ``d``."""
+    pair = PAIR.format(
+        query=html.escape(labels[query]),
+        key=html.escape(labels[key]),
+        score=f"{d['score']:.3f}",
+        prob=f"{d['prob']:.3f}",
+        masked="" if d["allowed"] else MASKED,
+    )
+    rows = "".join(
+        TOP_ROW.format(token=html.escape(labels[j]), prob=f"{p:.3f}", width=f"{100 * p:.1f}")
+        for j, p in d["top"]
+    )
+    return pair, TOP.format(entropy=f"{d['entropy']:.2f}", rows=rows)
+
+
 class AttentionOptions(Options):
     """The attention lesson's own option (layer, head, query and key are shared)."""
 
@@ -149,26 +183,10 @@ class AttentionLesson(LessonView):
         scaled, probs = self._matrices()
         d = query_detail(scaled, probs, s.query, s.key)
         labels = s.labels
-        q, k = html.escape(labels[s.query]), html.escape(labels[s.key])
         self._bars.update(d["row"], labels, s.key, query_title(labels[s.query], self.style))
-        masked = "" if d["allowed"] else " The causal mask removes this pair: it becomes −∞."
-        self._pair.object = (
-            f"<p>Query <b class='tok'>{q}</b> · key <b class='tok'>{k}</b>: "
-            f"q·k/√d = <b class='num'>{d['score']:.3f}</b>, "
-            f"probability <b class='num'>{d['prob']:.3f}</b>.{masked}</p>"
-            "<p class='hint'>Click a cell of the heatmap to pick a query and key; "
-            "← → step through the queries.</p>"
-        )
-        rows = "".join(
-            f"<tr><td class='tok'>{html.escape(labels[j])}</td>"
-            f"<td class='num'>{p:.3f}</td>"
-            f"<td><div class='bar' style='width:{100 * p:.1f}%'></div></td></tr>"
-            for j, p in d["top"]
-        )
-        self._top.object = (
-            f"<p>Most attended (entropy {d['entropy']:.2f} bits):</p>"
-            f"<table class='top'>{rows}</table>"
-        )
+        pair, top = detail_html(labels, d, s.query, s.key)
+        self._pair.object = pair + PICK_HINT
+        self._top.object = top
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
@@ -244,6 +262,10 @@ def snapshot(ctx: Context):
         prob_palette=list(PROB_PALETTE),
         score_palette=list(SCORE_PALETTE),
         accent=style.accent,
+        pair_t=PAIR,
+        masked_t=MASKED,
+        top_t=TOP,
+        row_t=TOP_ROW,
         bar_color="#6fa8dc" if style.classroom else "#4c78a8",
     )
     redraw = callback("attention", "draw()", **args)

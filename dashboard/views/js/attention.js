@@ -84,23 +84,20 @@ function draw_query() {
   bars_fig.title.text = bar_titles[q];
   selection.data = {x: [(T - 1) / 2, k], y: [q, q], w: [T, 1], h: [1, 1]};
   const score = data.data.scores[off + q * T + k];
-  const masked = k <= q ? "" : " The causal mask removes this pair: it becomes −∞.";
+  // lessons.attention.top_attended: the 5 likeliest keys, ties to the earlier one, p > 0
   const order = row.map((p, j) => j).sort((a, b) => row[b] - row[a] || a - b).slice(0, 5);
   let entropy = 0;
   for (const p of row) if (p > 0) entropy -= p * Math.log2(p);
   const rows = order
     .filter((j) => row[j] > 0)
-    .map(
-      (j) =>
-        `<tr><td class='tok'>${esc(labels[j])}</td><td class='num'>${row[j].toFixed(3)}</td>` +
-        `<td><div class='bar' style='width:${(100 * row[j]).toFixed(1)}px'></div></td></tr>`,
-    )
+    .map((j) => fill_template(row_t, {token: esc(labels[j]), prob: py_fixed(row[j], 3),
+                             width: py_fixed(100 * row[j], 1)}))
     .join("");
+  // the texts of views/attention.detail_html, filled here
   detail.text =
-    `<p>Query <b class='tok'>${esc(labels[q])}</b> · key <b class='tok'>${esc(labels[k])}</b>: ` +
-    `q·k/√d = <b class='num'>${fmt(score, 3)}</b>, probability ` +
-    `<b class='num'>${fmt(row[k], 3)}</b>.${masked}</p>` +
-    `<p>Most attended (entropy ${entropy.toFixed(2)} bits):</p><table class='top'>${rows}</table>`;
+    fill_template(pair_t, {query: esc(labels[q]), key: esc(labels[k]), score: py_fixed(score, 3),
+                  prob: py_fixed(row[k], 3), masked: k <= q ? "" : masked_t}) +
+    fill_template(top_t, {entropy: py_fixed(Math.max(0, entropy), 2), rows: rows});
 }
 
 // A click on the heatmap picks the (query, key) cell under it.

@@ -4,7 +4,7 @@
 
 // A template with its slots replaced by vals[name], in one pass (inserted values are never
 // scanned again, so a "{{" in the user's text stays text).
-function fill(tpl, vals) {
+function fill_slots(tpl, vals) {
   return tpl.replace(/\{\{(\w+)\}\}/g, (_, name) => String(vals[name]));
 }
 
@@ -14,7 +14,7 @@ function kind(id, j) {
 }
 
 function token(id, cls, labels, titles) {
-  return fill(T.span, {
+  return fill_slots(T.span, {
     id: id,
     cls: cls,
     title: esc(titles.data.title[id]),
@@ -33,7 +33,7 @@ function merge_table(k) {
   const label = (id) => klabels.data.label[id];
   let body = "";
   for (let i = lo; i < hi; i++) {
-    body += fill(i === k - 1 ? T.row_current : T.row, {
+    body += fill_slots(i === k - 1 ? T.row_current : T.row, {
       k: i + 1,
       rank: m.rank[i],
       pair: esc(`${label(m.left[i])}  +  ${label(m.right[i])}`), // B.merge_rows' pair
@@ -41,7 +41,7 @@ function merge_table(k) {
       count: m.count[i].toLocaleString("en-US"), // Python's f"{count:,}"
     });
   }
-  return fill(T.table, {rows: body, first: lo + 1, last: hi, n: n});
+  return fill_slots(T.table, {rows: body, first: lo + 1, last: hi, n: n});
 }
 
 function sample_at(k) {
@@ -57,7 +57,7 @@ function sample_at(k) {
       i++;
     }
   }
-  return fill(T.sample, {k: k, n: seg.data.n[s], bpt: seg.data.bpt[s], spans: spans});
+  return fill_slots(T.sample, {k: k, n: seg.data.n[s], bpt: seg.data.bpt[s], spans: spans});
 }
 
 function draw_k() {
@@ -93,7 +93,7 @@ function draw_step() {
     }
     for (let j = 0; j < parts.length; j++) {
       if (!ch.animated[c] && j >= Math.max(max_tokens, 0) + cut_shown) {
-        spans.push(fill(T.more, {n: parts.length - j}));
+        spans.push(fill_slots(T.more, {n: parts.length - j}));
         break;
       }
       let cls = `bpe-tok ${kind(parts[j], j)}`;
@@ -102,10 +102,10 @@ function draw_step() {
       if (final) index++;
       spans.push(token(parts[j], cls, slabels, stitles));
     }
-    html.push(fill(here ? T.chunk_active : T.chunk, {spans: spans.join("")}));
+    html.push(fill_slots(here ? T.chunk_active : T.chunk, {spans: spans.join("")}));
   });
   segments.data = {id: ids};
-  trace.text = html.length ? fill(T.trace, {chunks: html.join("")}) : T.no_text;
+  trace.text = html.length ? fill_slots(T.trace, {chunks: html.join("")}) : T.no_text;
   let head = T.zero;
   if (active !== null) {
     const c = active[0];
@@ -113,11 +113,11 @@ function draw_step() {
     let what = T.long;
     if (ch.animated[c]) {
       what = st.whole[s - 1]
-        ? fill(T.whole, {new: st.new[s - 1]})
-        : fill(T.merge, {left: esc(label(st.left[s - 1])), right: esc(label(st.right[s - 1])),
+        ? fill_slots(T.whole, {new: st.new[s - 1]})
+        : fill_slots(T.merge, {left: esc(label(st.left[s - 1])), right: esc(label(st.right[s - 1])),
                          new: st.new[s - 1]});
     }
-    head = fill(T.head, {step: s, chunk: c + 1, shown: esc(ch.shown[c]), what: what});
+    head = fill_slots(T.head, {step: s, chunk: c + 1, shown: esc(ch.shown[c]), what: what});
   }
   text.text = head + (final ? T.tail : "");
 }

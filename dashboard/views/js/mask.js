@@ -9,13 +9,6 @@ function allowed_at(k, i, j, w, p) {
   return true;
 }
 
-// Python's f"{x:.1e}" (two exponent digits), for the story's largest difference.
-function exp1(x) {
-  const [m, e] = x.toExponential(1).split("e");
-  const n = Math.abs(Number(e));
-  return `${m}e${e.startsWith("-") ? "-" : "+"}${n < 10 ? "0" : ""}${n}`;
-}
-
 function draw() {
   const l = layer.active, h = head.active, k = kinds[kind.active];
   const w = Math.round(win.value), p = Math.min(Math.round(pad.value), T);
@@ -62,6 +55,6 @@ function draw() {
   for (const src of [allowed_src, scores_src, masked_src, probs_src]) src.change.emit();
   explain.text = `<p>${texts[kind.active]}</p>`;
   story.text = empty.length
-    ? story_empty.replace("{rows}", empty.join(", "))
-    : story_full.replace("{diff}", exp1(diff));
+    ? fill_template(story_empty, {rows: empty.join(", ")})
+    : fill_template(story_full, {diff: py_exp(diff, 1)});
 }

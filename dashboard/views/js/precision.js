@@ -13,24 +13,10 @@ function py_repr(v) {
   return (v < 0 ? "-" : "") + place(m.replace(".", ""), parseInt(e, 10), 16, true);
 }
 
-// format(v, ".3g") as Python writes it: rounded half to even on the exact value.
-function py_g3(v) {
-  if (Number.isNaN(v)) return "nan";
-  if (!Number.isFinite(v)) return v > 0 ? "inf" : "-inf";
-  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
-  // toExponential(99) holds the exact expansion as far as a tie at the 4th digit can tell
-  const [m, e] = Math.abs(v).toExponential(99).split("e");
-  const all = m.replace(".", "");
-  let n = parseInt(all.slice(0, 3), 10), exp = parseInt(e, 10);
-  const rest = all.slice(3);
-  const tie = /^50*$/.test(rest);
-  if (rest[0] > "5" || (rest[0] === "5" && !tie) || (tie && n % 2 === 1)) n += 1;
-  if (n === 1000) { n = 100; exp += 1; }
-  return (v < 0 ? "-" : "") + place(String(n).replace(/0+$/, "") || "0", exp, 3, false);
-}
+const py_g3 = (v) => py_g(v, 3); // format(v, ".3g")
 
 // Significant `digits` ("1234": 1.234) times 10^exp, in fixed notation when -4 <= exp < big,
-// else scientific; `point`: keep a ".0" on a whole number (repr does, "g" does not).
+// else scientific; `point`: keep a ".0" on a whole number (as repr does).
 function place(digits, exp, big, point) {
   digits = digits.replace(/0+$/, "") || "0";
   if (exp < -4 || exp >= big) {

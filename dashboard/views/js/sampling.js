@@ -32,30 +32,12 @@ function parse_top_p(text) {
   return v;
 }
 
-// -- Python's formats -------------------------------------------------------------------------
-// f"{v:.{digits}e}": two exponent digits at least ("1.2e-05").
-function py_exp(v, digits) {
-  const [m, e] = v.toExponential(digits).split("e");
-  const n = Number(e);
-  return `${m}e${n < 0 ? "-" : "+"}${String(Math.abs(n)).padStart(2, "0")}`;
-}
-
-// f"{v:g}": six significant digits, trailing zeros dropped, exponent below 1e-4 and from 1e6.
-function fmt_g(v) {
-  if (v === 0) return "0";
-  const n = Number(v.toExponential(5).split("e")[1]);
-  if (n < -4 || n >= 6) return py_exp(v, 5).replace(/\.?0+e/, "e");
-  return String(Number(v.toPrecision(6)));
-}
+const fmt_g = (v) => py_g(v, 6); // f"{v:g}"
 
 const fmt_k = (k) => (k === null ? "off" : String(k)); // sampling._fmt_k
-const fmt_prob = (p) => (p === 0 || p >= 1e-4 ? p.toFixed(4) : py_exp(p, 1)); // _prob
-const percent = (p) => (p <= 0 ? "" : p >= 0.005 ? `${(100 * p).toFixed(0)}%` : "<1%"); // _percent
+const fmt_prob = (p) => (p === 0 || p >= 1e-4 ? py_fixed(p, 4) : py_exp(p, 1)); // _prob
+const percent = (p) => (p <= 0 ? "" : p >= 0.005 ? `${py_fixed(100 * p, 0)}%` : "<1%"); // _percent
 
-// sampling.fill: each {name} of values replaced, in one pass.
-function fill(template, values) {
-  return template.replace(/\{(\w+)\}/g, (m, name) => (name in values ? String(values[name]) : m));
-}
 
 // -- reading the controls ---------------------------------------------------------------------
 // The top-k and top-p boxes; a bad value shows a message and keeps the last good one.
@@ -121,7 +103,7 @@ function draw_bars(x, d, s) {
                         y: shown.flatMap((i) => (i === chosen ? [0] : []))};
   bars_fig.x_range.start = -0.5;
   bars_fig.x_range.end = n - 0.5;
-  bars_fig.title.text = fill(titles[s.pos], {T: fmt_g(s.t)});
+  bars_fig.title.text = fill_template(titles[s.pos], {T: fmt_g(s.t)});
   bars.data = {
     x: shown.map((_, j) => j),
     label,
@@ -176,8 +158,8 @@ function draw_summary(d, s, bars_info) {
   const continues = chosen === null ? "end_offline" : "next";
   const never = chosen !== null && !d.kept[chosen] ? "never" : "";
   const values = {
-    entropy: h.toFixed(3), choices: Math.exp(h).toFixed(2), T: fmt_g(s.t), max: fmt_g(slider_max),
-    k: fmt_k(s.k), p: fmt_g(s.p), n_kept, V, kept_mass: (100 * kept_mass).toFixed(1),
+    entropy: py_fixed(h, 3), choices: py_fixed(Math.exp(h), 2), T: fmt_g(s.t), max: fmt_g(slider_max),
+    k: fmt_k(s.k), p: fmt_g(s.p), n_kept, V, kept_mass: py_fixed(100 * kept_mass, 1),
   };
   if (chosen !== null) {
     Object.assign(values, {
@@ -185,8 +167,8 @@ function draw_summary(d, s, bars_info) {
       prob: fmt_prob(d.final[chosen]), tempered: fmt_prob(d.tempered[chosen]),
     });
   }
-  const text = fill(parts, {note: fragments[note], continues: fragments[continues]});
-  summary.text = fill(fill(text, {never: fragments[never]}), values);
+  const text = fill_template(parts, {note: fragments[note], continues: fragments[continues]});
+  summary.text = fill_template(fill_template(text, {never: fragments[never]}), values);
 }
 
 // SamplingLesson._show_preset: the matching button lit, its text beside it.
@@ -197,8 +179,8 @@ function draw_preset(s) {
     try { presets.active = i; } finally { presets.applying = false; }
   }
   preset_text.text = i < preset_values.length
-    ? fill(preset_text_template, {name: preset_names[i], explain: preset_explain[i]})
-    : fill(custom_text_template, {T: fmt_g(s.t), k: fmt_k(s.k), p: fmt_g(s.p)});
+    ? fill_template(preset_text_template, {name: preset_names[i], explain: preset_explain[i]})
+    : fill_template(custom_text_template, {T: fmt_g(s.t), k: fmt_k(s.k), p: fmt_g(s.p)});
 }
 
 function draw() {
