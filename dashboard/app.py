@@ -261,6 +261,8 @@ def chapter_nav(state: SessionState) -> pn.Column:
             sizing_mode="stretch_width",
             css_classes=["chapter-lessons"],
         )
+        if state.lesson not in names:
+            group.value = None  # Panel starts a group on its first option when given None
         group.param.watch(lambda e: e.new is not None and setattr(state, "lesson", e.new), "value")
         rows += [text_pane(chapter, "chapter", margin=(6, 5, 0, 5)), group]
 

@@ -61,6 +61,19 @@ def test_every_lesson_is_complete():
         assert (nxt is None) == (name == registry.course()[-1])
 
 
+def test_the_navigation_marks_only_the_lesson_shown(engine):
+    from dashboard.app import chapter_nav
+
+    state = AnatomyState(engine=engine, lesson="mask")
+    groups = [w for w in chapter_nav(state).objects if hasattr(w, "options")]
+    assert [g.value for g in groups] == [
+        "mask" if "mask" in g.values else None for g in groups
+    ]  # fmt: skip
+    assert sum(g.get_root().active is not None for g in groups) == 1  # what the page shows
+    state.lesson = "precision"
+    assert [g.value for g in groups].count(None) == len(groups) - 1
+
+
 def test_chapters_are_in_course_order_and_names_resolve():
     order = registry.course()
     chapters = [LESSONS[n].chapter for n in order]
