@@ -137,6 +137,12 @@ class SessionState(registry.Selection):
         super().__init__(**params)
         self._url_notices: list[str] = []
         self._update()
+        # Open on the last token, whose next token the model predicts (and where sampling
+        # appends): query 0's row is a single bar at 1. A link's q (applied later) still wins.
+        last = max(len(self.ids) - 1, 0)
+        self.param.update(
+            {k: last for k in ("query", "key") if k not in params},
+        )
 
     # -- derived values ---------------------------------------------------------------------------
     @property

@@ -137,7 +137,7 @@ def test_html_in_text_is_shown_as_text(server, browser):
 
 def test_classroom_mode_is_large(server, browser):
     normal = open_page(browser, server)
-    big = open_page(browser, f"{server}?classroom=true", 1920, 1080)
+    big = open_page(browser, f"{server}?classroom=true&q=0", 1920, 1080)
 
     def sizes(page):
         return page.evaluate(

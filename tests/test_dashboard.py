@@ -25,6 +25,16 @@ def make(engine, **kw):
     return AnatomyState(engine=engine, lessons=["attention", "mask"], **kw)
 
 
+def test_a_page_opens_on_the_last_token_unless_the_link_says_otherwise(engine):
+    from panel.io.location import Location
+
+    s = make(engine, text="the cat sat")
+    assert s.query == s.key == len(s.ids) - 1  # the token whose next one is predicted
+    linked = make(engine, text="the cat sat")
+    linked.sync_url(Location(search="?q=1"))
+    assert linked.query == 1
+
+
 def test_derived_tokens_and_forward(engine):
     s = make(engine, text="the cat the")
     assert s.status == "ok" and s.forward is not None
@@ -118,7 +128,7 @@ def test_bad_url_values_are_skipped_not_fatal(engine):
 
 
 def test_steps(engine):
-    s = make(engine, text="a b c")
+    s = make(engine, text="a b c", query=0)
     s.step_query(-1)
     assert s.query == 0
     s.step_query(10)
