@@ -261,7 +261,19 @@ class SessionState(registry.Selection):
     def sync_url(self, location) -> None:
         """Mirror the state in ``location``'s query string (``pn.state.location``), both ways."""
         self._search = location.search  # the link as opened
-        location.sync(self, url_keys(), on_error=self.apply_query)
+        keys = url_keys()
+        location.sync(self, keys, on_error=self.apply_query)
+        # An option that is off (None, top-k's "off") leaves the link instead of reading
+        # "topk=null" there: a fresh page starts with it off anyway.
+        optional = [n for n in keys if self.param[n].allow_None and n != "model"]
+
+        def drop_off(event) -> None:
+            query = urllib.parse.parse_qsl(location.search.lstrip("?"))
+            kept = [(k, v) for k, v in query if k != keys[event.name]]
+            if event.new is None and len(kept) != len(query):
+                location.search = "?" + urllib.parse.urlencode(kept)
+
+        self.param.watch(drop_off, optional)
 
 
 def _textual(p: param.Parameter) -> bool:

@@ -221,6 +221,7 @@ def test_top_k_and_top_p_travel_in_the_url(engine):
     s.sync_url(loc)
     assert (s.top_k, s.top_p, s.temperature) == (7, 0.9, 0.5)
     s.top_k, s.top_p = None, 0.75  # back to the URL: top-k off again
+    assert "topk" not in loc.search and "null" not in loc.search  # off: not in the link
     s2 = make(engine)
     s2.sync_url(Location(search=loc.search))
     assert (s2.top_k, s2.top_p) == (None, 0.75)
