@@ -15,6 +15,13 @@ MaskKind = Literal["causal", "none", "sliding", "padding"]
 MASK_KINDS: tuple[str, ...] = ("causal", "none", "sliding", "padding")
 STAGES = {"scaled": "scaled scores q·k/√d", "masked": "masked scores", "probs": "probabilities"}
 FILLS = {"-inf": float("-inf"), "-1e9": -1e9}  # what a masked score becomes
+# Why a row with every key masked by −∞ becomes NaN, in the stable softmax run here (and by
+# torch): it subtracts the row's largest score first, and that is −∞ too. Said once for the
+# mask and precision lessons.
+NAN_ROW = (
+    "the stable softmax subtracts the row's largest score, itself −∞, and −∞ − (−∞) = "
+    "<b class='nan'>NaN</b>"
+)
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -390,8 +390,9 @@ PRESETS: dict[str, Preset] = {
         0.7,
         None,
         0.9,
-        "Temperature 0.7 sharpens the distribution, then top-p 0.9 drops the unlikely tail "
-        "that holds the last 10% of the mass: varied but sensible text; a common chat setting.",
+        "Temperature 0.7 sharpens the distribution, then top-p 0.9 keeps the likeliest "
+        "tokens until they hold 90% of the mass, dropping at most the last 10%: varied but "
+        "sensible text; a common chat setting.",
     ),
     "Creative": Preset(
         1.2,

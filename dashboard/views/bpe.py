@@ -462,9 +462,18 @@ def hf_badge(future: Future | None, source: str) -> str:
             )
     return (
         f"<span class='bpe-badge info'>Hugging Face <i>tokenizers</i>, trained {what}: "
-        f"the first {c.same_prefix} of {c.n_ours} merges are identical; {c.overlap} of its "
+        f"{_same_prefix(c.same_prefix, c.n_ours)}; {c.overlap} of its "
         f"{c.n_theirs} new tokens are also ours.{why}</span>"
     )
+
+
+def _same_prefix(same: int, n: int) -> str:
+    """ "the first 5 of 84 merges are identical", in good English for 0 and 1 too."""
+    if same == 0:
+        return f"already their first merges differ (of {n})"
+    if same == 1:
+        return f"the first of {n} merges is identical"
+    return f"the first {same} of {n} merges are identical"
 
 
 # -- the dashboard --------------------------------------------------------------------------------

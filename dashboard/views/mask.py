@@ -14,7 +14,14 @@ import param
 from bokeh.layouts import column, row
 from bokeh.models import RadioButtonGroup, Slider
 
-from dashboard.lessons.attention import FILLS, MASK_KINDS, fill_comparison, restage, variant_mask
+from dashboard.lessons.attention import (
+    FILLS,
+    MASK_KINDS,
+    NAN_ROW,
+    fill_comparison,
+    restage,
+    variant_mask,
+)
 from dashboard.views.offline import Context, callback, div, index_buttons
 from dashboard.views.plots import MatrixPlot, score_range
 from dashboard.views.registry import LESSONS, LessonView, Options, draws
@@ -45,7 +52,9 @@ EXPLAIN = {
     "none": "An encoder (BERT) lets every token see every other token. This model was trained "
     "causally, so these are probabilities it never produced.",
     "sliding": "Each query sees only the last <i>w</i> tokens (itself included), as in "
-    "Mistral or Longformer: memory grows with <i>w</i>, not with the text.",
+    "Mistral: memory grows with <i>w</i>, not with the text. (Longformer's window is "
+    "symmetric instead, <i>w</i>/2 tokens on each side plus a few global tokens: an "
+    "encoder's window.)",
     "padding": "In a batch, a shorter sentence is padded to the length of the longest. Here the "
     "first <i>p</i> positions play the padding: no query may attend to them, so the padding "
     "queries are left with nothing at all to attend to.",
@@ -75,8 +84,8 @@ def mask_plots(style) -> dict[str, MatrixPlot]:
 # What −∞ and −10⁹ do, in both homes: {rows} and {diff} are filled in by the caller (the
 # dashboard in Python, the snapshot in its page).
 STORY_EMPTY = (
-    "<p><b>Rows {rows}</b> have no key left. With −∞ their softmax is 0/0 = "
-    "<b class='nan'>NaN</b> (pink), which then spreads through every later layer. "
+    f"<p><b>Rows {{rows}}</b> have no key left. With −∞ {NAN_ROW} (pink), which then "
+    "spreads through every later layer. "
     "With −10⁹ every score in those rows is the same −10⁹, so their softmax is a "
     "uniform average over all the keys, future ones included: finite, wrong, and "
     "invisible. Real models give such rows at least one key "

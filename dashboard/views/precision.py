@@ -35,6 +35,7 @@ from bokeh.models import (
 )
 
 from dashboard.lessons import precision as P
+from dashboard.lessons.attention import NAN_ROW
 from dashboard.views.offline import Context, callback, div, index_buttons
 from dashboard.views.plots import PlotStyle, styled_figure
 from dashboard.views.registry import LessonView, Options, draws
@@ -97,11 +98,12 @@ RUNS_NOTE = (
     "Runtime's CPU provider has fp16 kernels only for the ops not listed above, so "
     "those listed read fp16 values, compute in fp32 and round back to fp16. bf16 is "
     "emulated the same way around every op: this CPU provider has no bf16 arithmetic. "
-    "On a GPU provider (CUDA) every op would have fp16 kernels.</p>"
+    "The Casts were placed for the CPU provider's kernels: on CUDA the same graph still "
+    "runs those ops in fp32 between them.</p>"
 )
 MASK_NOTE = (
     "<p class='hint'>fp16 cannot store −1e10 (its largest is 65504): it "
-    "becomes −inf, and a row that is all −inf gives −inf − (−inf) = NaN. −1e4 stays "
+    f"becomes −inf, and in a row that is all −inf {NAN_ROW}. −1e4 stays "
     "finite everywhere, so the padding row becomes a quiet uniform average.</p>"
 )
 
