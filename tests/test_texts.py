@@ -45,3 +45,29 @@ def test_the_merge_agreement_reads_in_english():
     assert bpe._same_prefix(1, 84) == "the first of 84 merges is identical"
     assert bpe._same_prefix(5, 84) == "the first 5 of 84 merges are identical"
     assert "first 0" not in bpe._same_prefix(0, 84)
+
+
+def test_the_marked_bar_is_called_by_its_colour_in_both_themes():
+    from dashboard.state import AnatomyState
+    from dashboard.views.plots import plot_style
+    from dashboard.views.sampling import SamplingLesson
+
+    for classroom, colour in ((False, "orange"), (True, "yellow")):
+        assert plot_style(classroom).accent_name == colour
+        state = AnatomyState(text="If the file does not exist", classroom=classroom, query=2)
+        text = SamplingLesson(state=state).summary.object
+        assert f"({colour})" in text and "(orange)" not in text.replace(f"({colour})", "")
+
+
+def test_entropy_is_given_in_bits_too_and_top_k_keeps_ties():
+    from dashboard.state import AnatomyState
+    from dashboard.views.sampling import HOW, SamplingLesson
+
+    state = AnatomyState(text="If the file does not exist", query=2)
+    view = SamplingLesson(state=state)
+    d = view.distribution()
+    assert f"{d.entropy / np.log(2):.3f} bits" in view.summary.object
+    assert "any tied with the k-th" in HOW
+    # which is what the lesson computes: a tie at the k-th is kept
+    tied = S.distribution(np.array([2.0, 1.0, 1.0, 0.0]), 1.0, 2, 1.0)
+    assert tied.n_kept == 3

@@ -51,6 +51,7 @@ class PlotStyle:
     masked: str  # cells removed by the mask
     nan: str  # NaN: a row with nothing to attend to
     accent: str  # the selection outline
+    accent_name: str  # the accent's colour in words, for the texts that point at it
 
     @property
     def px_per_label(self) -> int:
@@ -82,6 +83,7 @@ NORMAL = PlotStyle(
     masked="#e6e6e6",
     nan="#ff4fa3",
     accent="#ff7f0e",
+    accent_name="orange",
 )
 
 # At least twice every size of NORMAL: readable from the back of a room, on a 1920x1080 projector.
@@ -105,6 +107,7 @@ CLASSROOM = PlotStyle(
     masked="#5a5a5a",
     nan="#ff4fa3",
     accent="#ffd400",
+    accent_name="yellow",
 )
 
 

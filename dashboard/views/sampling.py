@@ -13,6 +13,7 @@ sampled token changes the text.
 from __future__ import annotations
 
 import html
+import math
 import re
 from functools import lru_cache
 from typing import ClassVar
@@ -108,7 +109,8 @@ def kept_color(style: PlotStyle) -> str:
 # fill() of js/sampling.js. A summary is SUMMARY with its fragments put in first ({note}: "",
 # greedy or past; {continues}: end or next; {never}: "" or never), then the numbers.
 SUMMARY = (
-    "<p>Entropy <b class='num'>{entropy}</b> nats · effective number of choices "
+    "<p>Entropy <b class='num'>{entropy}</b> nats ({bits} bits, the attention lesson's "
+    "unit) · effective number of choices "
     "e<sup>H</sup> = <b class='num'>{choices}</b>.{note}</p>"
     "<p>top-k {k} and top-p {p} keep <b class='num'>{n_kept}</b> of {V} tokens, which held "
     "<b class='num'>{kept_mass}%</b> of the probability before renormalising (grey, hatched: "
@@ -129,7 +131,7 @@ FRAGMENTS = {
         "<b>Generate</b>).</p>"
     ),
     "next": (
-        "<p>The text continues with <b class='tok'>{token}</b> (orange): rank "
+        "<p>The text continues with <b class='tok'>{token}</b> ({colour}): rank "
         "<b class='num'>{rank}</b>, probability <b class='num'>{prob}</b> with these "
         "settings{never}; <b class='num'>{tempered}</b> after temperature alone.</p>"
     ),
@@ -141,7 +143,8 @@ CUSTOM_TEXT = (
 )
 HOW = (
     "<p class='hint'>Temperature divides the logits before the softmax (0: always the top "
-    "token). <b>top-k</b> keeps the k most likely tokens; <b>top-p</b> keeps the most likely "
+    "token). <b>top-k</b> keeps the k most likely tokens (and any tied with the k-th); "
+    "<b>top-p</b> keeps the most likely "
     "tokens until their probability adds up to p. They apply in this order, temperature → "
     "top-k → top-p, as in Hugging Face transformers; what is left is renormalised to sum to "
     "1.</p>"
@@ -165,9 +168,12 @@ def fill(template: str, values: dict) -> str:
     return PLACEHOLDER.sub(lambda m: str(values.get(m[1], m[0])), template)
 
 
-def summary_html(d: S.Distribution, vocab, chosen: int | None, live: bool = True) -> str:
+def summary_html(
+    d: S.Distribution, vocab, chosen: int | None, live: bool = True, colour: str = "orange"
+) -> str:
     """The text under the bars for distribution ``d``; ``chosen``: the token the text
-    continues with (None at its end). ``live``: the dashboard (else the snapshot's wording)."""
+    continues with (None at its end). ``live``: the dashboard (else the snapshot's wording);
+    ``colour``: the name of the colour its bar is drawn in (the style's accent)."""
     note = "greedy" if d.temperature == 0 else "past" if d.temperature > SLIDER_MAX else ""
     if chosen is None:
         continues, never = ("end" if live else "end_offline"), ""
@@ -175,6 +181,7 @@ def summary_html(d: S.Distribution, vocab, chosen: int | None, live: bool = True
         continues, never = "next", "" if d.kept[chosen] else "never"
     values = dict(
         entropy=f"{d.entropy:.3f}",
+        bits=f"{d.entropy / math.log(2):.3f}",
         choices=f"{d.perplexity:.2f}",
         T=f"{d.temperature:g}",
         max=f"{SLIDER_MAX:g}",
@@ -187,6 +194,7 @@ def summary_html(d: S.Distribution, vocab, chosen: int | None, live: bool = True
     if chosen is not None:
         values.update(
             token=html.escape(vocab[chosen]),
+            colour=colour,
             rank=int(d.rank[chosen]),
             prob=_prob(d.final[chosen]),
             tempered=_prob(d.tempered[chosen]),
@@ -834,7 +842,7 @@ class SamplingLesson(LessonView):
         self.curves.update(c, [vocab[i] for i in c.ids], plain)
 
     def _summary(self, d: S.Distribution, vocab, chosen: int | None) -> None:
-        self.summary.object = summary_html(d, vocab, chosen)
+        self.summary.object = summary_html(d, vocab, chosen, colour=self.style.accent_name)
 
     # -- generation -------------------------------------------------------------------------------
     def _text_edited(self, _event) -> None:
@@ -1039,7 +1047,7 @@ def snapshot(ctx: Context):
         # the words
         summary=summary,
         parts=SUMMARY,
-        fragments=FRAGMENTS,
+        fragments={k: fill(v, {"colour": style.accent_name}) for k, v in FRAGMENTS.items()},
         presets=presets,
         preset_text=preset_text,
         preset_names=list(S.PRESETS),

@@ -158,7 +158,7 @@ function draw_summary(d, s, bars_info) {
   const continues = chosen === null ? "end_offline" : "next";
   const never = chosen !== null && !d.kept[chosen] ? "never" : "";
   const values = {
-    entropy: py_fixed(h, 3), choices: py_fixed(Math.exp(h), 2), T: fmt_g(s.t), max: fmt_g(slider_max),
+    entropy: py_fixed(h, 3), bits: py_fixed(h / Math.LN2, 3), choices: py_fixed(Math.exp(h), 2), T: fmt_g(s.t), max: fmt_g(slider_max),
     k: fmt_k(s.k), p: fmt_g(s.p), n_kept, V, kept_mass: py_fixed(100 * kept_mass, 1),
   };
   if (chosen !== null) {
