@@ -71,3 +71,21 @@ def test_entropy_is_given_in_bits_too_and_top_k_keeps_ties():
     # which is what the lesson computes: a tie at the k-th is kept
     tied = S.distribution(np.array([2.0, 1.0, 1.0, 0.0]), 1.0, 2, 1.0)
     assert tied.n_kept == 3
+
+
+def test_a_rounded_value_is_called_rounded_not_exact():
+    import ml_dtypes
+
+    cases = [  # value, format, what numpy / ml_dtypes store
+        (0.1, "fp16", float(np.float16(0.1))),
+        (1.00390625, "bf16", float(np.float32(1.00390625).astype(ml_dtypes.bfloat16))),
+        (0.5, "fp16", 0.5),
+        (float("inf"), "fp16", float("inf")),
+        (float("-inf"), "bf16", float("-inf")),
+    ]
+    for value, fmt, stored in cases:
+        text = precision.bit_info_html(value, fmt)
+        rounded = stored != value
+        assert ("<span class='flag'>rounded</span>" in text) == rounded, (value, fmt)
+        assert ("stored exactly" in text) == (not rounded), (value, fmt)
+        assert "exact range" not in text

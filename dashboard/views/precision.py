@@ -116,14 +116,17 @@ def _num(v: float | None) -> str:
 
 
 def _flags(f: P.BitFields) -> str:
+    """What happened to the value: overflow, flush, subnormal, rounding, NaN, or nothing."""
+    finite = math.isfinite(f.input) and math.isfinite(f.stored)
     flags = [
         ("overflow → " + ("NaN" if f.nan else "inf"), f.overflow),
         ("flushed to zero", f.flush_to_zero),
         ("subnormal", f.subnormal),
+        ("rounded", finite and f.stored != f.input and not f.flush_to_zero),
         ("NaN", f.nan and not f.overflow),
     ]
     shown = [f"<span class='flag'>{name}</span>" for name, on in flags if on]
-    return " ".join(shown) or "<span class='hint'>exact range</span>"
+    return " ".join(shown) or "<span class='hint'>stored exactly</span>"
 
 
 def formats_table() -> str:

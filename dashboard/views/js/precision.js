@@ -100,10 +100,12 @@ function bit_info(x, name) {
   if (!finite && x === stored) abs = 0; // the same infinity
   const rel = x === 0 ? 0 : finite ? abs / Math.abs(x) : NaN;
   const nan = category === "nan", overflow = finite && !Number.isFinite(stored);
-  const flags = [
+  const flushed = finite && x !== 0 && stored === 0;
+  const flags = [  // precision._flags
     ["overflow → " + (nan ? "NaN" : "inf"), overflow],
-    ["flushed to zero", finite && x !== 0 && stored === 0],
+    ["flushed to zero", flushed],
     ["subnormal", x !== 0 && category === "subnormal"],
+    ["rounded", finite && Number.isFinite(stored) && stored !== x && !flushed],
     ["NaN", nan && !overflow],
   ].filter(([, on]) => on).map(([t]) => `<span class='flag'>${t}</span>`);
   return `<p>stores <b class='num stored'>${show(stored)}</b> ${how}<br>` +
@@ -111,7 +113,7 @@ function bit_info(x, name) {
     `<span class='num above'>${show(above)}</span> · abs error ` +
     `<span class='num'>${py_g3(abs)}</span> · rel error ` +
     `<span class='num'>${py_g3(rel)}</span> · ` +
-    (flags.join(" ") || "<span class='hint'>exact range</span>") + "</p>";
+    (flags.join(" ") || "<span class='hint'>stored exactly</span>") + "</p>";
 }
 
 // The typed value in every format: bits (filled = 1, as the dashboard's solid buttons), the
