@@ -1,5 +1,6 @@
-"""The precision lesson in a real Chromium: bits follow a typed value, a clicked bit flips,
-bad input gets a message, the tensor selector redraws the histogram, the fp16/bf16 runs show.
+"""The precision lesson in a real Chromium: bits follow a typed value (one change per format,
+not per bit), a clicked bit flips, bad input gets a message, the legend and the formats table
+read for people, the tensor selector redraws the histogram, the fp16/bf16 runs show.
 
 Expected values are computed here independently of the page: numpy's float16 and ml_dtypes'
 bfloat16 casts and bit views, numpy.histogram on weights read with the safetensors package,
@@ -8,7 +9,9 @@ torch reductions over the engine's fp16/bf16 runs.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 
 import ml_dtypes
 import numpy as np
@@ -27,15 +30,26 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def page(browser):
+def server():
     with serve() as (url, _proc):
-        page = browser.new_page(viewport={"width": 1600, "height": 1200})
-        record_errors(page)
-        page.goto(f"{url}?lesson=precision")
-        wait_data(page, "precision-hist", "top", "v => v.length > 0")
-        expect(page.locator(".bit-fp16-15 button")).to_have_text("1", timeout=30_000)
-        yield page
-        page.close()
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    page = browser.new_page(viewport={"width": 1600, "height": 1200})
+    record_errors(page)
+    page.received = []  # the websocket's frames from the server
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda f: page.received.append(f)))
+    page.goto(f"{server}?lesson=precision")
+    wait_data(page, "precision-hist", "top", "v => v.length > 0")
+    expect(_bit(page, "fp16", 15)).to_have_text("1", timeout=30_000)
+    yield page
+    page.close()
+
+
+def _bit(page, fmt: str, i: int):
+    return page.locator(f"button.bit-{fmt}-{i}, .bit-{fmt}-{i} button")
 
 
 def _bits(page, fmt: str) -> str:
@@ -72,11 +86,11 @@ def test_clicking_a_bit_flips_it(page):
     expect(page.locator(".precision-info-fp16 .stored")).to_have_text("1.5")
     pattern = int(np.float16(1.5).view(np.uint16)) ^ (1 << (15 - 5))  # bit 5: exponent's last
     expected = float(np.array([pattern], dtype=np.uint16).view(np.float16)[0])
-    page.locator(".bit-fp16-5 button").click()
+    _bit(page, "fp16", 5).click()
     expect(page.locator(".precision-info-fp16 .stored")).to_have_text(repr(expected))
     expect(page.locator(".precision-value input")).to_have_value(repr(expected))
     assert _bits(page, "fp16") == format(pattern, "016b")
-    page.locator(".bit-fp16-0 button").click()  # the sign
+    _bit(page, "fp16", 0).click()  # the sign
     expect(page.locator(".precision-info-fp16 .stored")).to_have_text(repr(-expected))
     assert page.errors == []
 
@@ -161,8 +175,164 @@ def test_bit_colours_are_the_fields_colours_the_snapshot_uses(page):
     expect(page.locator(".precision-info-fp16 .stored")).to_have_text("-1.5")
     style = "e => [getComputedStyle(e).backgroundColor, getComputedStyle(e).borderTopColor]"
     for index, field in ((0, "sign"), (2, "exponent"), (6, "mantissa")):
-        solid = page.locator(f".bit-fp16-{index} button").evaluate(style)
+        solid = _bit(page, "fp16", index).evaluate(style)
         assert solid == [_rgb(FIELD_COLORS[field])] * 2, field
-    outline = page.locator(".bit-fp16-1 button").evaluate(style)  # an exponent 0
+    outline = _bit(page, "fp16", 1).evaluate(style)  # an exponent 0
     assert outline == ["rgba(0, 0, 0, 0)", _rgb(FIELD_COLORS["exponent"])]
     assert page.errors == []
+
+
+def test_the_legend_names_the_colours_the_bits_are_drawn_in(page):
+    _type(page, "-1.5")  # fp16 1 01111 1000000000: a solid bit in every field
+    expect(page.locator(".precision-info-fp16 .stored")).to_have_text("-1.5")
+    legend = page.locator(".bit-legend")
+    expect(legend).to_be_visible()
+    expect(legend).to_contain_text("filled = 1, outlined = 0")
+    colour = "e => getComputedStyle(e).color"
+    background = "e => getComputedStyle(e).backgroundColor"
+    for index, field in ((0, "sign"), (2, "exponent"), (6, "mantissa")):
+        key = page.locator(f".bit-key-{field}")
+        expect(key).to_have_text(f"■ {field}")
+        swatch = key.locator(".swatch").evaluate(colour)
+        assert swatch == _bit(page, "fp16", index).evaluate(background), field
+    # next to the bits: below the value box, above the first row of bits
+    box = page.locator(".precision-value input").bounding_box()
+    first = _bit(page, "fp32", 0).bounding_box()
+    at = legend.bounding_box()
+    assert box["y"] + box["height"] <= at["y"] and at["y"] + at["height"] <= first["y"]
+    assert page.errors == []
+
+
+# Each header's text box, left to right (a header of two lines: its wider line).
+JS_HEADER_TEXT = """
+(table) => Array.from(table.rows[0].cells).slice(1).map(th => {
+  const r = document.createRange(); r.selectNodeContents(th);
+  const b = r.getBoundingClientRect(); return [b.left, b.right];
+})
+"""
+
+
+def test_the_formats_table_reads_for_people(page):
+    table = page.locator("table.precision-formats")
+    boxes = table.evaluate(JS_HEADER_TEXT)
+    assert len(boxes) == 5
+    for (_, right), (left, _) in zip(boxes, boxes[1:], strict=False):
+        assert left - right >= 8, boxes  # the headers' words do not run together
+    text = table.inner_text()
+    assert "True" not in text and "False" not in text and not re.search(r"\de[+-]\d", text)
+    cells = {
+        r[0]: r[1:] for r in table.evaluate("t => Array.from(t.rows, r => Array.from(r.cells, "
+                                            "c => c.innerText.trim()))")
+    }  # fmt: skip
+    # written as people write them, and worth what numpy.finfo says (to six digits)
+    assert cells["largest finite"][0] == "3.40282 × 10³⁸"
+    sup = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
+
+    def read(t):
+        mant, _, exp = t.partition(" × 10")
+        return float(mant) * 10.0 ** int(exp.translate(sup) or 0)
+
+    for label, attr in (("largest finite", "max"), ("smallest subnormal", "smallest_subnormal")):
+        for got, dt in zip(cells[label][:2], (np.float32, np.float16), strict=True):
+            assert read(got) == pytest.approx(float(getattr(np.finfo(dt), attr)), rel=5e-6)
+    assert cells["±inf stored as"][3] == "none"  # e4m3fn: inf casts to NaN (ml_dtypes)
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(np.array([np.inf], np.float32).astype(ml_dtypes.float8_e4m3fn)[0])
+    assert page.errors == []
+
+
+def test_inf_and_nan_are_explained_by_their_bits(page):
+    _type(page, "inf")
+    fp16 = page.locator(".precision-info-fp16")
+    expect(fp16).to_contain_text("(inf: exponent all ones, mantissa 0)")
+    assert _bits(page, "fp16") == format(int(np.float16(np.inf).view(np.uint16)), "016b")
+    # e4m3fn stores inf as NaN, 0 1111 111: exponent and mantissa all ones
+    with np.errstate(invalid="ignore"):
+        e4m3 = np.array([np.inf], np.float32).astype(ml_dtypes.float8_e4m3fn).view(np.uint8)
+    assert format(int(e4m3[0]), "08b") == _bits(page, "fp8_e4m3") == "01111111"
+    expect(page.locator(".precision-info-fp8_e4m3")).to_contain_text(
+        "(NaN: exponent and mantissa all ones)"
+    )
+    _type(page, "nan")
+    expect(page.locator(".precision-info-bf16")).to_contain_text(
+        "(NaN: exponent all ones, mantissa not 0)"
+    )
+    _type(page, "448")  # e4m3fn's largest, 0 1111 110: an all-ones exponent, a normal value
+    expect(page.locator(".precision-info-fp8_e4m3 .stored")).to_have_text("448.0")
+    assert _bits(page, "fp8_e4m3") == format(
+        int(np.array([448.0], np.float32).astype(ml_dtypes.float8_e4m3fn).view(np.uint8)[0]),
+        "08b",
+    )
+    expect(page.locator(".precision-info-fp8_e4m3")).to_contain_text(
+        "exponent 1111 still holds normal values"
+    )
+    assert page.errors == []
+
+
+def test_a_typed_value_changes_each_formats_bits_at_once_not_bit_by_bit(page):
+    """One change per format (a Bokeh model per bit made the page re-lay itself out for each
+    of the 80 changed labels: seconds per value)."""
+    _type(page, "2.5")
+    expect(page.locator(".precision-info-fp16 .stored")).to_have_text("2.5")
+    page.wait_for_timeout(500)
+    page.received.clear()
+    _type(page, "-0.75")
+    expect(page.locator(".precision-info-fp16 .stored")).to_have_text("-0.75")
+    expect(page.locator(".precision-info-fp32 .stored")).to_have_text("-0.75")
+    page.wait_for_timeout(500)
+    changes = []
+    for f in page.received:
+        try:
+            msg = json.loads(f)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(msg, dict):
+            changes += [e for e in msg.get("events", []) if e.get("kind") == "ModelChanged"]
+    assert _bits(page, "fp16") == format(int(np.float16(-0.75).view(np.uint16)), "016b")
+    # fewer changes than one fp16 pattern has bits: the patterns travel whole
+    assert 0 < len(changes) < 16, [(c["model"]["id"], c["attr"]) for c in changes]
+    assert page.errors == []
+
+
+def test_the_masked_scores_table_names_the_nan_rows(page):
+    mask = page.locator(".precision-mask")
+    expect(mask).to_contain_text("key 0 masked for every query")
+    expect(mask.locator("th").nth(4)).to_have_text("rows that are NaN")
+    nan = mask.locator("td.nan").all_inner_texts()
+    # a −inf fill leaves query 0 (key 0 masked, and every later key causal) all −inf: NaN
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(np.float64(-np.inf) - np.float64(-np.inf))
+    assert nan and all(t == "row 0" for t in nan), nan
+    rest = [t for t in mask.locator("td:nth-child(5)").all_inner_texts() if t not in nan]
+    assert rest and all(t == "none" for t in rest), rest
+    assert page.errors == []
+
+
+# How far the formats table and each row of bits reach past the pane that holds them (a pane
+# clips what does not fit).
+JS_CLIPPED = """
+() => {
+  const out = [];
+  const walk = (root) => { for (const el of root.querySelectorAll("*")) {
+    if (el.shadowRoot) walk(el.shadowRoot);
+    if (el.matches("table.precision-formats, .bits")) {
+      const host = el.getRootNode().host.getBoundingClientRect();
+      out.push([el.className, Math.round(el.getBoundingClientRect().right - host.right)]);
+    }
+  } };
+  walk(document);
+  return out;
+}
+"""
+
+
+def test_the_formats_table_and_the_bits_fit_a_classroom_projector(browser, server):
+    page = browser.new_page(viewport={"width": 1920, "height": 1080})
+    record_errors(page)
+    page.goto(f"{server}?lesson=precision&classroom=true")
+    expect(_bit(page, "fp16", 15)).to_have_text("1", timeout=30_000)
+    page.wait_for_timeout(500)
+    clipped = page.evaluate(JS_CLIPPED)
+    assert len(clipped) == 6 and all(over <= 0 for _, over in clipped), clipped
+    assert page.errors == []
+    page.close()

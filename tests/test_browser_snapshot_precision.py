@@ -79,7 +79,9 @@ def test_the_value_chosen_at_export_is_shown_in_every_format(page):
     assert page.errors == []
 
 
-@pytest.mark.parametrize("text", ["0.1", "-0", "1e-8", "70000", "464", "2^-24", "nan", "-inf"])
+@pytest.mark.parametrize(
+    "text", ["0.1", "-0", "1e-8", "70000", "464", "448", "2^-24", "nan", "-inf", "inf"]
+)
 def test_each_format_says_what_it_stores_as_the_dashboard_does(page, text):
     from dashboard.lessons.precision import parse_value
 
@@ -219,5 +221,77 @@ def test_the_masked_scores_table_follows_layer_and_head(page, forward):
     assert text == V.mask_html(V.mask_cells(forward.attn_scores[3, 2]), 3, 2)
     # fp16 cannot store -1e10: its row says so, and the padding row is NaN there
     assert "<td class='num'>-1e+10</td><td>fp16</td><td class='num'>-inf</td>" in text
-    assert "<td>yes: −inf</td><td class='nan'>0</td>" in text
+    assert "<td>yes: −inf</td><td class='nan' style='white-space: nowrap'>row 0</td>" in text
+    assert "<th>rows that are NaN</th>" in text and "key 0 masked for every query" in text
+    # −inf fills: torch's softmax with key 0 padded for every query (and causal) makes
+    # query 0's row NaN, and only it
+    t = forward.attn_scores.shape[-1]
+    keep = ~(torch.triu(torch.ones(t, t, dtype=torch.bool), 1) | (torch.arange(t) == 0)[None])
+    x = torch.from_numpy(forward.attn_scores[3, 2]).masked_fill(~keep, -math.inf)
+    rows = torch.nonzero(torch.isnan(torch.softmax(x, -1)).any(-1)).flatten().tolist()
+    assert rows == [0]
+    # −inf in each of the three formats, and −1e10 in fp16, where it becomes −inf
+    with np.errstate(over="ignore"):
+        assert float(np.float16(-1e10)) == -math.inf and np.isfinite(np.float32(-1e10))
+    assert text.count("<td class='nan' style='white-space: nowrap'>row 0</td>") == 4
+    assert page.errors == []
+
+
+def test_the_legend_names_the_colours_the_bits_are_drawn_in(page):
+    _set(page, "precision-value", "value", "-1.5")
+    page.wait_for_timeout(50)
+    legend = _get(page, "precision-legend", "text")
+    fmt = model_data(page, "precision-bits", "fmt")
+    color = model_data(page, "precision-bits", "color")
+    drawn = [c for f, c in zip(fmt, color, strict=True) if f == "fp16"]
+    # fp16: bit 0 the sign, 1-5 the exponent, 6-15 the mantissa (IEEE binary16)
+    for index, field in ((0, "sign"), (3, "exponent"), (9, "mantissa")):
+        assert f"style='color: {drawn[index]}'>■</span> {field}" in legend, field
+    assert "filled = 1, outlined = 0" in legend
+    # in the page, between the value box and the bits
+    boxes = page.evaluate(
+        """() => ["precision-value", "precision-legend", "precision-bits-figure"].map(n => {
+          const v = Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name(n));
+          const r = v.el.getBoundingClientRect(); return [r.top, r.bottom];
+        })"""
+    )
+    assert boxes[0][1] <= boxes[1][0] and boxes[1][1] <= boxes[2][0], boxes
+    assert page.errors == []
+
+
+def test_the_formats_table_reads_for_people(page):
+    text = _get(page, "precision-formats-table", "text")
+    assert "True" not in text and "False" not in text
+    assert "3.40282 × 10³⁸" in text and "e+38" not in text
+    # the headers' words do not run together: each header's text ends 8 px or more before
+    # the next one's begins
+    boxes = page.evaluate(
+        """() => {
+          const v = Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name(
+            "precision-formats-table"));
+          const table = v.shadow_el.querySelector("table.precision-formats");
+          return Array.from(table.rows[0].cells).slice(1).map(th => {
+            const r = document.createRange(); r.selectNodeContents(th);
+            const b = r.getBoundingClientRect(); return [b.left, b.right];
+          });
+        }"""
+    )
+    assert len(boxes) == 5
+    for (_, right), (left, _) in zip(boxes, boxes[1:], strict=False):
+        assert left - right >= 8, boxes
+    assert page.errors == []
+
+
+def test_inf_and_nan_are_explained_by_their_bits(page):
+    _set(page, "precision-value", "value", "inf")
+    page.wait_for_timeout(50)
+    info = _get(page, "precision-info", "text")
+    assert "(inf: exponent all ones, mantissa 0)" in info
+    # e4m3fn stores inf as NaN, 0 1111 111 (ml_dtypes): exponent and mantissa all ones
+    assert _bits(math.inf, "fp8_e4m3") == "01111111"
+    assert "(NaN: exponent and mantissa all ones)" in info
+    _set(page, "precision-value", "value", "448")  # 0 1111 110: a normal value
+    page.wait_for_timeout(50)
+    assert _bits(448.0, "fp8_e4m3") == "01111110"
+    assert "exponent 1111 still holds normal values" in _get(page, "precision-info", "text")
     assert page.errors == []

@@ -1010,7 +1010,184 @@ def test_run_variants_and_curves_on_the_real_model():
     assert all(math.isnan(x) for x in hidden["int3"])  # the failed run: nothing drawn
 
 
-def test_padding_mask():
-    m = P.padding_mask(4)
-    assert m[0].all()
-    np.testing.assert_array_equal(m[1:], np.triu(np.ones((4, 4), bool), 1)[1:])
+def test_padding_mask_masks_the_padding_key_for_every_query():
+    # a padding token at position 0, as a key padding mask does it: key 0 is masked for every
+    # query, on top of the causal mask (key j > query i); query 0 then has no key left
+    t = 5
+    i, j = np.arange(t)[:, None], np.arange(t)[None, :]
+    np.testing.assert_array_equal(P.padding_mask(t), (j > i) | (j == 0))
+    assert P.padding_mask(t)[0].all() and not P.padding_mask(t)[1:].all(axis=1).any()
+
+
+def test_the_mask_demo_is_torchs_key_padding_mask():
+    # torch's own key padding: masked_fill over a (T,) mask of padded keys, broadcast to
+    # every query, plus the causal mask
+    t = 4
+    scores = SCORES * 3
+    pad = torch.tensor([True] + [False] * (t - 1))
+    causal = torch.triu(torch.ones(t, t, dtype=torch.bool), 1)
+    keep = ~(causal | pad[None, :])
+    for r in P.mask_fill_demo(scores, mask=P.padding_mask(t)):
+        filled = torch.from_numpy(scores).masked_fill(~keep, r.fill).to(TORCH[r.name])
+        ref = torch.softmax(filled, dim=-1).to(torch.float64).numpy()
+        assert (np.isnan(r.probs) == np.isnan(ref)).all(), (r.fill, r.name)
+        ok = ~np.isnan(ref)
+        np.testing.assert_allclose(r.probs[ok], ref[ok], rtol=4 * P.format_info(r.name).eps)
+        if r.fill == -np.inf:  # no query gives key 0 any weight; query 0's row is NaN
+            assert (r.probs[1:, 0] == 0).all() and r.nan_rows.tolist() == [0]
+
+
+# -- how each format stores inf and NaN ------------------------------------------------------------
+# IEEE 754 (binary32, binary16), bfloat16 (binary32's top half) and OCP FP8 (E5M2 follows IEEE;
+# E4M3 "fn" has no inf, S.1111.111 is its only NaN, and S.1111.000-110 are normal, up to 448):
+# (an inf pattern or None, a NaN pattern, NaN patterns of each sign, finite values with the
+# exponent all ones)
+SPECIAL_FACTS = {
+    "fp32": (0x7F800000, 0x7FC00000, 2**23 - 1, 0),
+    "fp16": (0x7C00, 0x7E00, 2**10 - 1, 0),
+    "bf16": (0x7F80, 0x7FC0, 2**7 - 1, 0),
+    "fp8_e4m3": (None, 0x7F, 1, 7),
+    "fp8_e5m2": (0x7C, 0x7E, 3, 0),
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_special_encodings_are_the_formats_own(name):
+    inf_bits, nan_bits, n_nan, top_finite = SPECIAL_FACTS[name]
+    dt, uint = P.dtype_of(name), {8: np.uint8, 16: np.uint16, 32: np.uint32}[Spec(name).bits]
+    # the facts, checked on the dtypes themselves
+    with np.errstate(invalid="ignore"):
+        if inf_bits is not None:
+            assert np.isposinf(np.array([inf_bits], uint).view(dt).astype(np.float64)[0])
+        assert np.isnan(np.array([nan_bits], uint).view(dt).astype(np.float64)[0])
+    s = P.special_encodings(name)
+    assert s.nan_patterns == n_nan and s.top_finite == top_finite
+    # casting inf and NaN to the format (format_info) agrees with the patterns
+    assert (s.inf == "none") is (not P.format_info(name).has_inf) and P.format_info(name).has_nan
+    if inf_bits is None:
+        assert s.inf == "none"
+        assert s.nan == "exponent and mantissa all ones"
+        assert s.top_max == float(ml_dtypes.finfo(dt).max) == 448
+    else:
+        assert s.inf == "exponent all ones, mantissa 0"
+        assert s.nan == "exponent all ones, mantissa not 0"
+        assert s.top_max is None
+
+
+# -- the lesson's words and tables (dashboard/views/precision.py) ----------------------------------
+def _view():
+    from dashboard.views import precision as V
+
+    return V
+
+
+def test_bit_info_says_how_inf_and_nan_are_encoded():
+    V = _view()
+    assert "(inf: exponent all ones, mantissa 0)" in V.bit_info_html(math.inf, "fp16")
+    assert "(NaN: exponent all ones, mantissa not 0)" in V.bit_info_html(math.nan, "bf16")
+    assert "(NaN: exponent and mantissa all ones)" in V.bit_info_html(math.nan, "fp8_e4m3")
+    # 448 is e4m3fn's largest value: 0 1111 110, an all-ones exponent holding a normal value
+    pattern = int(np.array([448.0], np.float32).astype(ml_dtypes.float8_e4m3fn).view(np.uint8)[0])
+    assert format(pattern, "08b") == "01111110"
+    text = V.bit_info_html(448.0, "fp8_e4m3")
+    assert "exponent 1111 still holds normal values" in text
+    assert "still holds" not in V.bit_info_html(57344.0, "fp8_e5m2")
+
+
+def _cells(table: str) -> list[list[str]]:
+    """The text of each row's cells of an HTML table (tags as spaces, spaces collapsed)."""
+    import re
+
+    def text(cell: str) -> str:
+        return " ".join(re.sub(r"<[^>]+>", " ", cell).split())
+
+    rows = re.findall(r"<tr>(.*?)</tr>", table)
+    return [[text(c) for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", r)] for r in rows]
+
+
+SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
+
+
+def _read(text: str) -> float:
+    """A number as the table writes it for people: 65504, 0.0078125 or 3.40282 × 10³⁸."""
+    mant, _, exp = text.partition(" × 10")
+    return float(mant) * 10.0 ** int(exp.translate(SUPERSCRIPT) or 0)
+
+
+def test_formats_table_reads_for_people():
+    V = _view()
+    rows = _cells(V.formats_table())
+    text = " ".join(" ".join(r) for r in rows)
+    assert "True" not in text and "False" not in text
+    assert "e+" not in text and "e-" not in text
+    by = {r[0]: r[1:] for r in rows[1:]}
+    fis = [ml_dtypes.finfo(P.dtype_of(n)) for n in NAMES]
+    for label, attr in (
+        ("largest finite", "max"),
+        ("smallest normal", "smallest_normal"),
+        ("smallest subnormal", "smallest_subnormal"),
+        ("machine epsilon", "eps"),
+    ):
+        got = [_read(c) for c in by[label]]
+        np.testing.assert_allclose(got, [float(getattr(f, attr)) for f in fis], rtol=5e-6)
+    assert by["largest finite"][0] == "3.40282 × 10³⁸" and by["largest finite"][1] == "65504"
+    # the decimal digits are computed: (stored mantissa bits + 1) · log10 2
+    want = [f"{(f.nmant + 1) * math.log10(2):.2f}" for f in fis]
+    assert by["decimal digits"] == want
+    # inf: only e4m3fn has none (casting inf to it gives NaN); NaN: every format has one
+    assert by["±inf stored as"] == ["exponent all ones, mantissa 0"] * 3 + [
+        "none",
+        "exponent all ones, mantissa 0",
+    ]
+    assert by["NaN stored as"][3] == "exponent and mantissa all ones"
+    # headers: the format on one line, what it is on the next
+    assert rows[0][1:] == [
+        "FP32 IEEE single",
+        "FP16 IEEE half",
+        "BF16 bfloat16",
+        "FP8 E4M3 e4m3fn",
+        "FP8 E5M2",
+    ]
+    assert "<br>" in V.formats_table()  # the two lines of a header
+
+
+def test_formats_caption_says_where_each_figure_comes_from():
+    V = _view()
+    caption = V.FORMATS_CAPTION
+    assert "Every figure is read from the dtype itself" not in caption
+    assert "numpy.finfo" in caption and "ml_dtypes.finfo" in caption
+    assert "decimal digits are computed, (mantissa bits + 1) · log10 2" in caption
+    assert "casting inf and NaN to each format" in caption
+    assert "exponent 1111 still holds normal values up to 448" in caption
+    assert "mantissa: 0 is inf, anything else NaN" in caption
+
+
+def test_the_bit_legend_names_the_colours_the_bits_use():
+    V = _view()
+    legend = V.bit_legend()
+    for field in ("sign", "exponent", "mantissa"):
+        assert f"style='color: {V.FIELD_COLORS[field]}'>■</span> {field}" in legend
+    assert "filled = 1, outlined = 0" in legend
+
+
+def test_the_masked_scores_table_says_which_rows_are_nan_not_how_many():
+    V = _view()
+    t = 4
+    cells = V.mask_cells(SCORES * 3)
+    by = {(c["fill"], c["name"]): c for c in cells}
+    # torch: −inf fills give query 0 (no key left) a NaN row, in every format; −1e4 never
+    pad = torch.triu(torch.ones(t, t, dtype=torch.bool), 1)
+    pad[:, 0] = True
+    for (fill, name), c in by.items():
+        x = torch.from_numpy(SCORES * 3).masked_fill(pad, float(fill)).to(TORCH[name])
+        rows = torch.nonzero(torch.isnan(torch.softmax(x, -1)).any(-1)).flatten().tolist()
+        want = (
+            "none"
+            if not rows
+            else ("row " if len(rows) == 1 else "rows ") + ", ".join(map(str, rows))
+        )
+        assert c["rows"] == want, (fill, name)
+    assert by["-inf", "fp16"]["rows"] == "row 0" and by["-10000", "fp16"]["rows"] == "none"
+    html_text = V.mask_html(cells, 0, 0)
+    assert "<th>rows that are NaN</th>" in html_text
+    assert "key 0 masked for every query" in html_text

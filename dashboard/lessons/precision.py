@@ -152,6 +152,56 @@ def format_table() -> list[dict[str, object]]:
     return [format_info(n).as_row() for n in FORMATS]
 
 
+# -- how inf and NaN are stored -------------------------------------------------------------------
+@dataclass(frozen=True)
+class SpecialEncodings:
+    """Where format ``name`` keeps ±inf and NaN, read from its bit patterns whose exponent
+    field is all ones (the only ones that can hold inf or NaN in these formats)."""
+
+    name: str
+    inf: str  # the patterns of ±inf, in words ("none" if the format has no inf)
+    nan: str  # the patterns of NaN, in words
+    nan_patterns: int  # NaN patterns of each sign
+    top_finite: int  # finite values (of each sign) with the exponent all ones
+    top_max: float | None  # the largest of them (None if there is none)
+
+
+@cache
+def special_encodings(name: str) -> SpecialEncodings:
+    """How format ``name`` stores ±inf and NaN, from every positive pattern with an all-ones
+    exponent (2**mantissa_bits of them)."""
+    info = format_info(name)
+    m = info.mantissa_bits
+    top = (2**info.exponent_bits - 1) << m
+    uint = _UINTS[info.bits]
+    values = (np.arange(2**m, dtype=uint) + uint.type(top)).view(dtype_of(name))
+    with np.errstate(invalid="ignore"):  # ml_dtypes warns on NaN patterns
+        is_inf, is_nan = np.isinf(values), np.isnan(values)
+        finite = values[~is_nan & ~is_inf].astype(np.float64)
+    inf_m = np.flatnonzero(is_inf).tolist()
+    nan_m = np.flatnonzero(is_nan)  # mantissa fields (fp32: 8 million of them)
+    if not inf_m:
+        inf = "none"
+    elif inf_m == [0]:
+        inf = "exponent all ones, mantissa 0"
+    else:  # no format here; say it plainly rather than wrongly
+        inf = f"exponent all ones, mantissa {' or '.join(map(str, inf_m))}"
+    if nan_m.size == 2**m - 1 and nan_m[0] == 1:  # ascending and distinct: 1 … 2**m − 1
+        nan = "exponent all ones, mantissa not 0"
+    elif nan_m.tolist() == [2**m - 1]:
+        nan = "exponent and mantissa all ones"
+    else:
+        nan = f"exponent all ones, {len(nan_m)} of the {2**m} mantissas"
+    return SpecialEncodings(
+        name=name,
+        inf=inf,
+        nan=nan,
+        nan_patterns=int(nan_m.size),
+        top_finite=int(finite.size),
+        top_max=float(finite.max()) if finite.size else None,
+    )
+
+
 # -- rounding --------------------------------------------------------------------------------------
 def _float32_round_to_odd(x: np.ndarray) -> np.ndarray:
     """float64 → float32 rounded to odd: truncate toward zero, then set the last bit if the
@@ -880,8 +930,9 @@ def run_curves(runs: Sequence[VariantRun], n_layer: int):
 
 
 def padding_mask(t: int) -> np.ndarray:
-    """The masked-scores demo's mask: causal, and query 0 masked completely (a padding token
-    has nothing to attend to), so each fill shows what it does to a row with no key left."""
+    """The masked-scores demo's mask: position 0 is a padding token, so key 0 is masked for
+    every query (a key padding mask), on top of the causal mask. Every query loses key 0, and
+    query 0 has no key left, so each fill shows what it does to a row that is all masked."""
     mask = causal_mask(t)
-    mask[0] = True
+    mask[:, 0] = True
     return mask

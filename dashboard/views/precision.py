@@ -33,13 +33,14 @@ from bokeh.models import (
     Select,
     TextInput,
 )
+from panel.custom import JSComponent
 
 from dashboard.lessons import precision as P
 from dashboard.lessons.attention import NAN_ROW
 from dashboard.views.offline import Context, callback, div, index_buttons
 from dashboard.views.plots import PlotStyle, styled_figure
 from dashboard.views.registry import LessonView, Options, draws
-from dashboard.views.widgets import OptionSelect, text_pane
+from dashboard.views.widgets import OptionSelect, css, text_pane
 from models.runtime import EngineError
 
 COLORS = {
@@ -49,9 +50,7 @@ COLORS = {
     "fp8_e4m3": "#b279a2",
     "fp8_e5m2": "#9d755d",
 }
-# A bit's field: its button kind in the dashboard and its colour in both homes (red sign,
-# blue exponent, green mantissa; set on the buttons too, so a theme cannot change them).
-FIELD_BUTTON = {"sign": "danger", "exponent": "primary", "mantissa": "success"}
+# A bit's field and its colour in both homes: red sign, blue exponent, green mantissa.
 FIELD_COLORS = {"sign": "#d43f3a", "exponent": "#1a73dd", "mantissa": "#5cb85c"}
 ACTIVATIONS = {
     "hidden": "hidden states (this text)",
@@ -61,18 +60,34 @@ ACTIVATIONS = {
 ALL_WEIGHTS = "all weights"
 RUN_FORMATS = ("fp16", "bf16")
 BAND_ALPHA = {"subnormal": 0.1, "normal": 0.25}
+SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def for_people(v: float) -> str:
+    """A figure as people write it: six significant digits, and 3.40282 × 10³⁸ rather than
+    Python's 3.40282e+38."""
+    mant, e, exp = f"{v:.6g}".partition("e")
+    return f"{mant} × 10{str(int(exp)).translate(SUPERSCRIPT)}" if e else mant
+
+
+# (label, the cell of format n, its class): from numpy.finfo / ml_dtypes.finfo, except the
+# decimal digits (computed) and the inf and NaN rows (read from the bit patterns), in words
+def _info(key: str, show=str):
+    return lambda n: show(getattr(P.format_info(n), key))
+
+
 TABLE_ROWS = (
-    ("bits", "bits", "{:d}"),
-    ("exponent_bits", "exponent bits", "{:d}"),
-    ("mantissa_bits", "mantissa bits (stored)", "{:d}"),
-    ("bias", "exponent bias", "{:d}"),
-    ("max", "largest finite", "{:.6g}"),
-    ("smallest_normal", "smallest normal", "{:.6g}"),
-    ("smallest_subnormal", "smallest subnormal", "{:.6g}"),
-    ("eps", "machine epsilon", "{:.6g}"),
-    ("decimal_digits", "decimal digits", "{:.2f}"),
-    ("has_inf", "has ±inf", "{}"),
-    ("has_nan", "has NaN", "{}"),
+    ("bits", _info("bits"), "num"),
+    ("exponent bits", _info("exponent_bits"), "num"),
+    ("mantissa bits (stored)", _info("mantissa_bits"), "num"),
+    ("exponent bias", _info("bias"), "num"),
+    ("largest finite", _info("max", for_people), "num"),
+    ("smallest normal", _info("smallest_normal", for_people), "num"),
+    ("smallest subnormal", _info("smallest_subnormal", for_people), "num"),
+    ("machine epsilon", _info("eps", for_people), "num"),
+    ("decimal digits", _info("decimal_digits", "{:.2f}".format), "num"),
+    ("±inf stored as", lambda n: P.special_encodings(n).inf, "words"),
+    ("NaN stored as", lambda n: P.special_encodings(n).nan, "words"),
 )
 SECTIONS = (
     "1. The formats",
@@ -82,12 +97,37 @@ SECTIONS = (
     "5. The same model run in fp16 and bf16",
     "6. Masked scores in fp16 and bf16",
 )
-FORMATS_CAPTION = (
-    "<p class='hint'>Every figure is read from the dtype itself (numpy.finfo, "
-    "ml_dtypes.finfo). bf16 keeps fp32's 8 exponent bits (its range) and drops "
-    "16 mantissa bits; fp16 spends more bits on the mantissa and has a far "
-    "smaller range.</p>"
-)
+
+
+def _short(name: str) -> str:
+    return P.format_info(name).label.partition(" (")[0]
+
+
+def _formats_caption() -> str:
+    """Where the table's figures come from, and how each format tells inf from NaN."""
+    sp = {n: P.special_encodings(n) for n in P.FORMATS}
+    ieee = ("exponent all ones, mantissa 0", "exponent all ones, mantissa not 0")
+    by_mantissa = [_short(n) for n in P.FORMATS if (sp[n].inf, sp[n].nan) == ieee]
+    finite_top = "".join(
+        f" {_short(n)} has {'no inf' if sp[n].inf == 'none' else 'inf'}, and its exponent "
+        f"{'1' * P.format_info(n).exponent_bits} still holds normal values up to "
+        f"{sp[n].top_max:g}: only mantissa {'1' * P.format_info(n).mantissa_bits} there is NaN."
+        for n in P.FORMATS
+        if sp[n].top_finite
+    )
+    return (
+        "<p class='hint'>Bits, bias, range and epsilon come from numpy.finfo (fp32, fp16) "
+        "and ml_dtypes.finfo (the others); the decimal digits are computed, (mantissa bits "
+        "+ 1) · log10 2; the inf and NaN rows come from reading every bit pattern whose "
+        "exponent is all ones, and casting inf and NaN to each format agrees. "
+        f"{', '.join(by_mantissa[:-1])} and {by_mantissa[-1]} tell inf from NaN by the "
+        f"mantissa: 0 is inf, anything else NaN.{finite_top} bf16 keeps fp32's 8 exponent "
+        "bits (its range) and drops 16 mantissa bits; fp16 spends more bits on the mantissa "
+        "and has a far smaller range.</p>"
+    )
+
+
+FORMATS_CAPTION = _formats_caption()
 HIST_CAPTION = (
     "<p class='hint'>Shaded behind the bars: where fp16 (orange, lower half) and "
     "bf16 (green, upper half) can store a value; the paler strip at the left of "
@@ -102,9 +142,10 @@ RUNS_NOTE = (
     "runs those ops in fp32 between them.</p>"
 )
 MASK_NOTE = (
-    "<p class='hint'>fp16 cannot store −1e10 (its largest is 65504): it "
-    f"becomes −inf, and in a row that is all −inf {NAN_ROW}. −1e4 stays "
-    "finite everywhere, so the padding row becomes a quiet uniform average.</p>"
+    "<p class='hint'>fp16 cannot store −1e10 (its largest is "
+    f"{P.format_info('fp16').max:g}): it becomes −inf, and in a row that is all −inf "
+    f"{NAN_ROW}. −1e4 stays finite everywhere, so query 0's row, all masked, becomes a "
+    "quiet uniform average.</p>"
 )
 
 
@@ -129,23 +170,70 @@ def _flags(f: P.BitFields) -> str:
     return " ".join(shown) or "<span class='hint'>stored exactly</span>"
 
 
+CELL = "padding: 0.15em 0.5em; text-align: left; vertical-align: top"
+HEAD = "padding: 0.15em 0.5em; text-align: left; vertical-align: bottom"
+
+
+def _header(label: str) -> str:
+    """A format's column header: "FP32 (IEEE single)" as FP32 over IEEE single."""
+    name, _, what = label.partition(" (")
+    note = f"<br><span class='hint'>{html.escape(what.rstrip(')'))}</span>" if what else ""
+    return f"<th style='{HEAD}'>{html.escape(name)}{note}</th>"
+
+
+# A phone upright has no room for six columns: there each figure's row becomes a block, one
+# line per format, named by its data-format.
+NARROW_TABLE = (
+    "<style>@media (max-width: 640px) {"
+    " table.precision-formats tr:first-child { display: none; }"
+    " table.precision-formats, table.precision-formats tbody, table.precision-formats tr,"
+    " table.precision-formats td { display: block; }"
+    " table.precision-formats td[data-format] { display: inline-block; }"
+    " table.precision-formats td:first-child { font-weight: 600; padding-top: 0.5em !important; }"
+    " table.precision-formats td[data-format]::before { content: attr(data-format) ': ';"
+    " color: var(--anatomy-muted); } }</style>"
+)
+
+
 def formats_table() -> str:
-    """The formats table (figures from numpy.finfo / ml_dtypes.finfo) as HTML."""
-    infos = [P.format_info(n) for n in P.FORMATS]
-    head = "".join(f"<th>{html.escape(i.label)}</th>" for i in infos)
+    """The formats table (see :data:`TABLE_ROWS` for where each figure comes from) as HTML."""
+    head = "".join(_header(P.format_info(n).label) for n in P.FORMATS)
     rows = "".join(
-        f"<tr><td>{label}</td>"
+        f"<tr><td style='{CELL}'>{label}</td>"
         + "".join(
-            f"<td class='num' style='padding: 0.1em 0.8em'>{fmt.format(getattr(i, key))}</td>"
-            for i in infos
+            f"<td class='{kind}' data-format='{_short(n)}' style='{CELL}'>{cell(n)}</td>"
+            for n in P.FORMATS
         )
         + "</tr>"
-        for key, label, fmt in TABLE_ROWS
+        for label, cell, kind in TABLE_ROWS
     )
     return (
-        "<table class='precision-formats' style='border-collapse: collapse'>"
-        f"<tr><th></th>{head}</tr>{rows}</table>"
+        f"{NARROW_TABLE}<table class='precision-formats' style='border-collapse: collapse'>"
+        f"<tr><th style='{HEAD}'></th>{head}</tr>{rows}</table>"
     )
+
+
+def bit_legend() -> str:
+    """What the bits' colours mean (the colours both homes draw them in)."""
+    keys = " ".join(
+        f"<span class='bit-key bit-key-{k}'><span class='swatch' style='color: {c}'>■</span> "
+        f"{k}</span>"
+        for k, c in FIELD_COLORS.items()
+    )
+    return f"<p class='bit-legend'>{keys} · filled = 1, outlined = 0</p>"
+
+
+def special_words(name: str) -> tuple[str, str, str]:
+    """How format ``name``'s bit explorer explains inf, NaN, and a normal value whose
+    exponent is all ones (empty where the format has none); ``js/precision.js`` gets them."""
+    info, sp = P.format_info(name), P.special_encodings(name)
+    top = (
+        f" (exponent {'1' * info.exponent_bits} still holds normal values here: only mantissa "
+        f"{'1' * info.mantissa_bits} is NaN)"
+        if sp.top_finite
+        else ""
+    )
+    return f"(inf: {sp.inf})", f"(NaN: {sp.nan})", top
 
 
 def bit_info_html(value: float, name: str) -> str:
@@ -153,12 +241,15 @@ def bit_info_html(value: float, name: str) -> str:
     its neighbours, the errors and flags (``js/precision.js`` writes the same text)."""
     f = P.bit_fields(value, name)
     below, above = P.neighbours(f.stored, name)
+    inf, nan, top = special_words(name)
     if f.category in ("normal", "subnormal", "zero"):
         how = f"= (−1)<sup>{f.sign_int}</sup> · {f.significand!r} · 2<sup>{f.exponent_value}</sup>"
         if f.category != "normal":
             how += " (exponent field 0: no implicit leading 1)"
+        elif f.exponent == "1" * len(f.exponent):
+            how += top
     else:
-        how = f"({f.category}: exponent all ones)"
+        how = inf if f.category == "inf" else nan
     return (
         f"<p>stores <b class='num stored'>{_num(f.stored)}</b> {how}<br>"
         f"neighbours <span class='num below'>{_num(below)}</span> and "
@@ -174,54 +265,115 @@ def bit_fields_of(name: str) -> list[str]:
     return ["sign"] + ["exponent"] * info.exponent_bits + ["mantissa"] * info.mantissa_bits
 
 
-class BitRow:
-    """One format's bit pattern as buttons (sign red, exponent blue, mantissa green; solid =
-    1), and what the format stores for the value."""
+class BitRow(JSComponent):
+    """One format's row of the bit explorer: its name, its bits as buttons (filled = 1,
+    outlined = 0) in their fields' colours, and what it stores for the value. A click sends
+    the bit's index to ``on_flip(name, index)``.
 
-    def __init__(self, name: str, on_flip, classroom: bool):
-        self.name = name
-        info = P.format_info(name)
-        width = 34 if classroom else 22
-        self.buttons = []
-        for i, field in enumerate(bit_fields_of(name)):
-            c = FIELD_COLORS[field]
-            # same width whatever the label and style: a pattern reads as a row of equal
-            # cells; the field's colour, not the theme's "primary" (yellow in classroom)
-            sheet = (
-                f":host {{ width: {width}px; min-width: {width}px; flex: 0 0 auto; }} "
-                f".bk-btn {{ padding: 0; width: {width}px; min-width: {width}px; "
-                f"border-color: {c} !important; }} "
-                f":host(.solid) .bk-btn {{ background-color: {c} !important; color: #fff "
-                "!important; } "
-                f":host(.outline) .bk-btn {{ background-color: transparent !important; "
-                f"color: {c} !important; }}"
-            )
-            b = pn.widgets.Button(
-                label="0",
-                color=FIELD_BUTTON[field],
-                variant="outline",
-                width=width,
-                height=width + 6,
-                margin=(1, 1),
-                css_classes=["bit", f"bit-{name}", f"bit-{name}-{i}"],
-                description=f"{field} bit {i}: click to flip",
-                stylesheets=[sheet],
-            )
-            b.on_click(lambda _e, i=i: on_flip(name, i))
-            self.buttons.append(b)
-        self.info = text_pane("", "precision-info", f"precision-info-{name}", margin=(0, 10))
-        self.layout = pn.Column(
-            text_pane(f"<b>{html.escape(info.label)}</b>", "control-label", margin=(4, 5, 0, 5)),
-            pn.FlexBox(*self.buttons, gap="0px", margin=(0, 5)),
-            self.info,
-            margin=0,
+    A new value changes two parameters, ``bits`` and ``info``, and the page rewrites the row in
+    place. (A Panel button per bit made Bokeh lay the whole page out again for each changed
+    label: about 3 s per typed value on two cores. An HTML pane re-sends its style sheets on
+    its first update, which lays the page out again too.)"""
+
+    fmt = param.String(doc="The format, for the row's CSS classes.")
+    label = param.String(doc="The format's name, shown above the bits (text, not HTML).")
+    fields = param.List(default=[], doc="Each bit's field, the sign first.")
+    colors = param.List(default=[], doc="Each bit's colour.")
+    cell = param.Integer(default=22, doc="A button's width in pixels.")
+    bits = param.String(default="", doc="The pattern, the sign first.")
+    info = param.String(default="", doc="What the format stores (our HTML: bit_info_html).")
+
+    _esm = """
+    export function render({ model }) {
+      const row = document.createElement("div");
+      row.className = `bit-row bit-row-${model.fmt}`;
+      const label = document.createElement("div");
+      label.className = "control-label";
+      label.textContent = model.label;
+      const bits = document.createElement("div");
+      bits.className = `bits bit-${model.fmt}`;
+      bits.style.setProperty("--cell", `${model.cell}px`);
+      const buttons = model.fields.map((field, i) => {
+        const cell = document.createElement("span");  // .bit-<format>-<i> button, as before
+        cell.className = `bit-cell bit-${model.fmt}-${i}`;
+        const b = document.createElement("button");
+        b.className = "bit";
+        b.style.setProperty("--c", model.colors[i]);
+        b.title = `${field} bit ${i}: click to flip`;
+        b.addEventListener("click", () => model.send_msg({ index: i }));
+        cell.append(b);
+        bits.append(cell);
+        return b;
+      });
+      const info = document.createElement("div");
+      info.className = `precision-info precision-info-${model.fmt}`;
+      function draw() {
+        buttons.forEach((b, i) => {
+          const bit = model.bits[i] ?? "";
+          b.textContent = bit;
+          b.classList.toggle("solid", bit === "1");
+        });
+      }
+      const say = () => { info.innerHTML = model.info; };  // numbers and our words only
+      draw();
+      say();
+      model.on("bits", draw);
+      model.on("info", say);
+      row.append(label, bits, info);
+      return row;
+    }
+    """
+
+    _stylesheets: ClassVar[list[str]] = [
+        """
+        .bit-row .control-label { margin: 4px 0 0 0; }
+        .bits { display: flex; flex-wrap: wrap; gap: 2px; }
+        .bit {
+          box-sizing: border-box; width: var(--cell); height: calc(var(--cell) + 6px);
+          padding: 0; margin: 0; border: 1px solid var(--c); border-radius: 4px;
+          background-color: transparent; color: var(--c); cursor: pointer;
+          font-family: inherit; font-size: calc(var(--cell) * 0.6); line-height: 1;
+        }
+        .bit-cell { display: inline-flex; }
+        .bit.solid { background-color: var(--c); color: #ffffff; }
+        .bit:focus-visible { outline: 3px solid var(--c); outline-offset: 1px; }
+        /* a finger needs a bigger target (the rule of the shell's PHONE_CSS): the row wraps */
+        @media (pointer: coarse), (max-width: 800px), (max-height: 500px) {
+          .bit { width: 40px; height: 40px; font-size: 16px; }
+        }
+        /* the same height whatever the value (two lines, a superscript or a fallback font's
+           glyph making none of them taller): a row that changes height, by a fraction of a
+           pixel even, makes Bokeh lay the whole page out again */
+        .precision-info { margin: 0 5px; }
+        .precision-info p { line-height: 1.4; min-height: calc(2.8em + 2px); }
+        .precision-info sup { line-height: 0; }
+        """
+    ]
+
+    def __init__(self, name: str, on_flip, classroom: bool, **params):
+        fields = bit_fields_of(name)
+        super().__init__(
+            fmt=name,
+            label=P.format_info(name).label,
+            fields=fields,
+            colors=[FIELD_COLORS[f] for f in fields],
+            cell=34 if classroom else 22,
+            stylesheets=[css()],  # the page's classes (.num, .hint) in the row's shadow root
+            sizing_mode="stretch_width",
+            margin=(0, 5),
+            **params,
         )
+        self._on_flip = on_flip  # a plain attribute: parameters are synced to the page
+
+    def _handle_msg(self, msg) -> None:
+        i = msg.get("index") if isinstance(msg, dict) else None
+        if type(i) is int and 0 <= i < len(self.fields):
+            self._on_flip(self.fmt, i)
 
     def show(self, value: float) -> None:
-        f = P.bit_fields(value, self.name)
-        for b, bit in zip(self.buttons, f.bits, strict=True):
-            b.param.update(label=bit, variant="solid" if bit == "1" else "outline")
-        self.info.object = bit_info_html(value, self.name)
+        self.param.update(
+            bits=P.bit_fields(value, self.fmt).bits, info=bit_info_html(value, self.fmt)
+        )
 
 
 # -- figures shared by both homes ----------------------------------------------------------------
@@ -427,6 +579,14 @@ def runs_html(runs: list[P.VariantRun], labels: list[str]) -> str:
     return "".join(parts) + RUNS_NOTE
 
 
+def _rows(rows) -> str:
+    """Which softmax rows are NaN, in words that cannot read as a count: "none", "row 0",
+    "rows 0, 3"."""
+    if len(rows) == 0:
+        return "none"
+    return ("row " if len(rows) == 1 else "rows ") + ", ".join(str(int(i)) for i in rows)
+
+
 def mask_cells(scores) -> list[dict[str, str]]:
     """The masked-scores table's cells for one head's scores (T, T), one dict per (fill,
     format): each fill stored in each format, then the softmax computed in that format."""
@@ -438,7 +598,7 @@ def mask_cells(scores) -> list[dict[str, str]]:
             stored=_num(c.stored_fill),
             overflowed="yes: −inf" if c.fill_became_inf else "no",
             nan="nan" if c.has_nan else "",
-            rows=", ".join(str(int(i)) for i in c.nan_rows) or "none",
+            rows=_rows(c.nan_rows),
             mass=f"{c.masked_mass:.3g}",
         )
         for c in P.mask_fill_demo(s, mask=P.padding_mask(s.shape[-1]))
@@ -450,18 +610,17 @@ def mask_html(cells: list[dict[str, str]], layer: int | str, head: int | str) ->
     rows = "".join(
         f"<tr><td class='num'>{c['fill']}</td><td>{c['name']}</td>"
         f"<td class='num'>{c['stored']}</td><td>{c['overflowed']}</td>"
-        f"<td class='{c['nan']}'>{c['rows']}</td><td class='num'>{c['mass']}</td></tr>"
+        f"<td class='{c['nan']}' style='white-space: nowrap'>{c['rows']}</td>"
+        f"<td class='num'>{c['mass']}</td></tr>"
         for c in cells
     )
     return (
-        f"<p>Layer {layer}, head {head}: its scores with the causal mask, and query 0 "
-        "masked completely (a padding token). Each fill stored in each format, then the "
-        "softmax computed in that format:</p>"
+        f"<p>Layer {layer}, head {head}: its scores with the causal mask, and position 0 a "
+        "padding token: key 0 masked for every query, so query 0 has no key left. Each fill "
+        "stored in each format, then the softmax computed in that format:</p>"
         "<table class='top'><tr><th>fill</th><th>format</th><th>stored fill</th>"
-        "<th>overflowed?</th><th>rows of NaN</th><th>most weight on a masked key</th></tr>"
-        + rows
-        + "</table>"
-        + MASK_NOTE
+        "<th>over&shy;flowed?</th><th>rows that are NaN</th><th>most weight on a masked key</th>"
+        "</tr>" + rows + "</table>" + MASK_NOTE
     )
 
 
@@ -544,7 +703,8 @@ class PrecisionLesson(LessonView):
             text_pane(FORMATS_CAPTION, "caption"),
             h(1),
             pn.Row(self.value_input, self.error_pane, margin=0),
-            *(r.layout for r in self.rows.values()),
+            text_pane(bit_legend(), "bit-legend-pane", margin=(0, 10)),
+            *self.rows.values(),
             h(2),
             pn.FlexBox(
                 pn.pane.Bokeh(self.ranges_figure, margin=(5, 5)),
@@ -766,9 +926,11 @@ def _bit_explorer(ctx: Context, args: dict) -> list:
         names=list(P.FORMATS),
         titles=[i.label for i in infos],
         field_colors=[FIELD_COLORS[k] for k in ("sign", "exponent", "mantissa")],
+        specials=[list(special_words(n)) for n in P.FORMATS],
     )
     args["bits_figure"] = fig  # for its tap event
-    return [row(value, args["error"]), fig, args["info"]]
+    legend = div(ctx, bit_legend(), "bit-legend-pane", name="precision-legend")
+    return [row(value, args["error"]), legend, fig, args["info"]]
 
 
 def _histograms(ctx: Context, args: dict) -> list:

@@ -85,12 +85,16 @@ function bit_info(x, name) {
   const category = Number.isNaN(stored) ? "nan" : !Number.isFinite(stored) ? "inf"
     : stored === 0 ? "zero" : Math.abs(stored) < 2 ** f.emin ? "subnormal" : "normal";
   const mant = parseInt(bits.slice(1 + f.E), 2);
+  // precision.special_words: how this format stores inf and NaN, and what an all-ones
+  // exponent holds when it holds a normal value
+  const [inf_words, nan_words, top_words] = specials[names.indexOf(name)];
   let how;
   if (category === "normal") {
-    const e = parseInt(bits.slice(1, 1 + f.E), 2) - f.bias;
+    const field = bits.slice(1, 1 + f.E), e = parseInt(field, 2) - f.bias;
     how = `= (−1)<sup>${bits[0]}</sup> · ${py_repr(1 + mant / 2 ** f.M)} · 2<sup>${e}</sup>`;
+    if (!field.includes("0")) how += top_words;
   } else if (category === "inf" || category === "nan") {
-    how = `(${category}: exponent all ones)`;
+    how = category === "inf" ? inf_words : nan_words;
   } else {
     how = `= (−1)<sup>${bits[0]}</sup> · ${py_repr(mant / 2 ** f.M)} · 2<sup>${f.emin}</sup>` +
       " (exponent field 0: no implicit leading 1)";
