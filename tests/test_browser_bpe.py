@@ -58,16 +58,26 @@ def _trace_ids_become(page, expected: list[int], selector: str = ".bpe-trace .bp
 
 
 @pytest.fixture(scope="module")
-def page(browser):
+def server():
     with serve() as (url, _proc):
-        page = browser.new_page(viewport={"width": 1600, "height": 1400})
-        record_errors(page)
-        page.goto(f"{url}?lesson=bpe")
-        # the default corpus is read and trained on in a thread: the page fills in when done
-        wait_data(page, "bpe-curve", "k", "v => v.length === 769", timeout=120_000)
-        page.locator(".chip").first.wait_for()
-        yield page
-        page.close()
+        yield url
+
+
+def _open(browser, url: str, width: int, height: int):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    record_errors(page)
+    page.goto(url)
+    # the default corpus is read and trained on in a thread: the page fills in when done
+    wait_data(page, "bpe-curve", "k", "v => v.length === 769", timeout=120_000)
+    page.locator(".chip").first.wait_for()
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    page = _open(browser, f"{server}?lesson=bpe", 1600, 1400)
+    yield page
+    page.close()
 
 
 def test_merge_slider_changes_the_segmentation(page):
@@ -104,25 +114,39 @@ def test_encode_trace_ends_in_the_chips(page):
     assert page.errors == []
 
 
+def _player_button(page, label: str):
+    return page.locator(".bpe-player-buttons").get_by_role("button", name=label, exact=True)
+
+
 def test_encode_stepper_and_animation(page):
-    player = page.locator(".bpe-player")
     text = DEFAULT_TEXT.encode("utf-8")
-    player.locator("button.first").click()
+    _player_button(page, "|◀ First").click()
     expect(page.locator(".bpe-step")).to_contain_text("Step 0 of")
     # the pre-split: every token a single byte, the text's bytes in order
     _trace_ids_become(page, list(text))
-    player.locator("button.next").click()
+    _player_button(page, "Next ▶").click()
     expect(page.locator(".bpe-step")).to_contain_text("Step 1 of")
     expect(page.locator(".bpe-trace .bpe-tok.new")).to_have_count(1)
     assert len(_ids(page, ".bpe-trace .bpe-tok")) == len(text) - 1
     # play from three steps before the end: the animation stops at the final ids
-    player.locator("button.last").click()
+    _player_button(page, "Last ▶|").click()
+    expect(page.locator(".bpe-step")).to_contain_text("Final ids")
     for _ in range(3):
-        player.locator("button.previous").click()
+        _player_button(page, "◀ Back").click()
     expect(page.locator(".bpe-step")).not_to_contain_text("Final ids")
-    player.locator("button.play").click()
+    _player_button(page, "▶ Play").click()
+    expect(_player_button(page, "❚❚ Pause")).to_be_visible()
     expect(page.locator(".bpe-step")).to_contain_text("Final ids", timeout=10_000)
+    expect(_player_button(page, "▶ Play")).to_be_visible()  # stopped at the end
     _trace_ids_become(page, _chip_ids(page), ".bpe-trace .bpe-tok:not(.cut)")
+    # pause stops it where it is
+    _player_button(page, "|◀ First").click()
+    _player_button(page, "▶ Play").click()
+    page.wait_for_function(f"() => ({JS_PLAYER})()[2] >= 2")
+    _player_button(page, "❚❚ Pause").click()
+    stopped = page.evaluate(JS_PLAYER)[2]
+    page.wait_for_timeout(1200)
+    assert page.evaluate(JS_PLAYER)[2] == stopped < page.evaluate(JS_PLAYER)[1]
     assert page.errors == []
 
 
@@ -187,3 +211,160 @@ def test_encode_player_range_follows_the_text(page):
         assert page.evaluate(JS_PLAYER) == [0, n, n]
         expect(page.locator(".bpe-step")).to_contain_text(f"Step {n} of {n}")
     assert page.errors == []
+
+
+# -- characters split across tokens -------------------------------------------------------------
+def _expected_parts(text: str, ids: list[int]) -> list[str]:
+    """For each token of ``ids`` (tiktoken's), the characters of ``text`` whose UTF-8 bytes
+    (str.encode) it holds only some of, as "part of 你 (e4 bd a0)"; "" for whole ones."""
+    ranks = {r: b for b, r in _ranks()[0].items()}
+    spans, pos = [], 0
+    for ch in text:
+        n = len(ch.encode("utf-8"))
+        spans.append((ch, pos, pos + n))
+        pos += n
+    out, pos = [], 0
+    for i in ids:
+        end = pos + len(ranks[i])
+        split = [
+            f"{c} ({c.encode('utf-8').hex(' ')})"
+            for c, a, b in spans
+            if a < end and b > pos and (a < pos or b > end)
+        ]
+        out.append("part of " + " and ".join(split) if split else "")
+        pos = end
+    return out
+
+
+JS_PARTS = """
+(toks) => toks.map(t => {
+  const next = t.nextElementSibling;
+  return next && next.classList.contains("bpe-part") ? next.textContent : "";
+})
+"""
+
+
+def test_split_characters_are_named_beside_their_bytes(page):
+    text = "你好 café 😀"
+    page.get_by_placeholder("Type a sentence…").fill(text)
+    expected_ids = _encoding().encode_ordinary(text)
+    expect(page.locator(".chip")).to_have_count(len(expected_ids), timeout=15_000)
+    _trace_ids_become(page, expected_ids, ".bpe-trace .bpe-tok:not(.cut)")
+    for where in (".bpe-trace .bpe-tok", ".bpe-sample .bpe-tok"):  # the sample at some k
+        want = _expected_parts(text, _ids(page, where))
+        assert "part of 你 (e4 bd a0)" in want and "part of 😀 (f0 9f 98 80)" in want
+        assert page.locator(where).evaluate_all(JS_PARTS) == want, where
+    # the notes are on screen, not only in a tooltip
+    note = page.locator(".bpe-trace .bpe-part").first
+    expect(note).to_be_visible()
+    assert note.bounding_box()["height"] > 5
+    assert page.errors == []
+
+
+# -- the paste box ------------------------------------------------------------------------------
+JS_RECORD_CURVES = """
+() => {
+  const m = Bokeh.documents.map(d => d.get_model_by_name("bpe-curve")).find(x => x);
+  window.bpeCurves = [];
+  if (!window.bpeRecording)
+    m.connect(m.properties.data.change, () => window.bpeCurves.push(m.data.k.length));
+  window.bpeRecording = true;
+}
+"""
+
+
+def test_typing_in_the_paste_box_trains_without_leaving_it(page):
+    from dashboard.lessons import bpe as B
+
+    paste = page.locator(".bpe-paste textarea")
+    paste.fill("")
+    page.locator(".bpe-source button").filter(has_text="Default corpus").click()
+    wait_data(page, "bpe-curve", "k", "v => v.length === 769")
+    page.evaluate(JS_RECORD_CURVES)
+    text = "the cat sat on the mat, the cat ate the rat"
+    n = B.train_trace(text, B.DEFAULT_VOCAB).n_merges + 1
+    paste.press_sequentially(text, delay=40)  # typing; the box keeps the focus
+    wait_data(page, "bpe-curve", "k", f"v => v.length === {n}", timeout=15_000)
+    assert page.evaluate("() => document.activeElement.tagName") != "BODY"
+    expect(page.locator(".bpe-source .bk-btn.bk-active")).to_have_text("Pasted text")
+    # one training, for the whole text: not one per keystroke
+    page.wait_for_timeout(800)
+    assert page.evaluate("() => window.bpeCurves") == [n]
+    assert page.errors == []
+
+
+def test_a_new_paste_cancels_the_training_in_progress_in_the_page(page):
+    import random
+
+    from dashboard.lessons import bpe as B
+
+    paste = page.locator(".bpe-paste textarea")
+    page.evaluate(JS_RECORD_CURVES)
+    rng = random.Random(0)
+    slow = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6000))  # seconds
+    paste.fill(slow)
+    expect(page.locator(".bpe-status")).to_contain_text("6,000 bytes", timeout=5_000)
+    second = "low lower lowest newer newest " * 40
+    n = B.train_trace(second, B.DEFAULT_VOCAB).n_merges + 1
+    assert n != 769
+    paste.fill(second)
+    wait_data(page, "bpe-curve", "k", f"v => v.length === {n}", timeout=10_000)
+    expect(page.locator(".bpe-status")).to_contain_text(f"{len(second):,} bytes")
+    # the long text's training (all 768 merges) never reached the page
+    assert page.evaluate("() => window.bpeCurves") == [n]
+    assert page.errors == []
+
+
+# -- classroom: a 1920x1080 projector -----------------------------------------------------------
+JS_BOXES = """
+(host) => {
+  const inner = (host.shadowRoot || host).querySelectorAll("*");
+  const room = document.documentElement.clientWidth;
+  return [host, ...inner].filter(e => e.getBoundingClientRect().width > 0).map(e => {
+    const r = e.getBoundingClientRect();
+    return {what: `${e.tagName}.${e.className}`, right: r.right, sw: e.scrollWidth,
+            cw: e.clientWidth, room: room};
+  });
+}
+"""
+
+
+def assert_fits(page, selector: str) -> None:
+    """Every box of the element (its shadow root too) inside the window, no text beyond a box."""
+    for box in page.locator(selector).first.evaluate(JS_BOXES):
+        assert box["right"] <= box["room"] + 0.5, (selector, box)
+        assert box["cw"] == 0 or box["sw"] <= box["cw"], (selector, box)
+
+
+PLAYER_LABELS = ("|◀ First", "◀ Back", "▶ Play", "Next ▶", "Last ▶|")
+
+
+def test_classroom_step_text_final_ids_and_player_fit_1920x1080(browser, server):
+    page = _open(browser, f"{server}?lesson=bpe&classroom=true", 1920, 1080)
+    text = (DEFAULT_TEXT + " ") * 5
+    ids = _encoding().encode_ordinary(text)[:128]
+    page.get_by_placeholder("Type a sentence…").fill(text)
+    expect(page.locator(".bpe-step")).to_contain_text(f"Final ids ({len(ids)})", timeout=15_000)
+    page.locator(".bpe-step").scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    for selector in (".bpe-step", ".bpe-trace", ".bpe-player-buttons"):
+        assert_fits(page, selector)
+    # the slider's knob may hang over its box by a few pixels: only its right edge counts
+    slider = page.locator(".bpe-player").bounding_box()
+    assert slider["x"] + slider["width"] <= 1920, slider
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 1920
+    main = page.locator("#main").evaluate("m => [m.scrollWidth, m.clientWidth]")
+    assert main[0] <= main[1], main
+    # the player's buttons: labelled in words, large enough for a projector
+    for label in PLAYER_LABELS:
+        button = _player_button(page, label)
+        expect(button).to_be_visible()
+        box = button.bounding_box()
+        assert box["height"] >= 40 and box["x"] + box["width"] <= 1920, (label, box)
+    # a step's text, mid-way, fits too
+    _player_button(page, "|◀ First").click()
+    _player_button(page, "Next ▶").click()
+    expect(page.locator(".bpe-step")).to_contain_text("Step 1 of")
+    assert_fits(page, ".bpe-step")
+    assert page.errors == []
+    page.close()

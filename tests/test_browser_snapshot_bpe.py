@@ -20,14 +20,15 @@ from dashboard.views import bpe as V
 from export.snapshot import export_snapshot
 from models.bpe import readable
 from models.runtime import STATIC_DIR, Engine
-from tests.browser_support import model_data, open_offline
+from tests.browser_support import js_kernel_page, model_data, open_offline
 from tests.browser_support import model_get as _get
 from tests.browser_support import model_set as _set
 
 pytestmark = pytest.mark.browser
 
-# HTML, quotes, an emoji (bytes split across tokens) and a "{{slot}}" that must stay text
-TEXT = DEFAULT_TEXT + " <b>x</b> & <img src=x onerror=alert(1)> 'q' {{k}} 😀"
+# HTML, quotes, characters whose bytes are split across tokens and a "{{slot}}" that must
+# stay text
+TEXT = DEFAULT_TEXT + " <b>x</b> & <img src=x onerror=alert(1)> 'q' {{k}} 😀 你好 café"
 KS = (0, 1, 7, 50, 300, 767, 768)
 
 JS_NORMAL = """(html) => { const t = document.createElement("template");
@@ -95,7 +96,7 @@ def test_moving_k_splits_the_text_as_segment_says(page, trace):
 
 def test_the_merge_table_shows_the_kth_merge(page, trace):
     tok = trace.tokenizer
-    rows = B.merge_rows(trace.merges)
+    rows = B.merge_rows(trace.merges, text=trace.text)
     for k in (1, 5, 400, 768):
         _set(page, "bpe-k", "value", k)
         cells = page.locator(".bpe-merges tr.current td").all_inner_texts()
@@ -163,3 +164,130 @@ def test_html_in_the_text_stays_text(page, trace):
     _set(page, "bpe-step", "value", 3)
     assert page.locator(".bpe-trace .bpe-text img").count() == 0
     assert page.dialogs == [] and page.errors == []
+
+
+def _expected_parts(text: str, tokens: list[bytes]) -> list[str]:
+    """For each token (its bytes), the characters of ``text`` whose UTF-8 bytes (str.encode)
+    it holds only some of, as "part of 你 (e4 bd a0)"; "" for whole ones."""
+    spans, pos = [], 0
+    for ch in text:
+        n = len(ch.encode("utf-8"))
+        spans.append((ch, pos, pos + n))
+        pos += n
+    out, pos = [], 0
+    for t in tokens:
+        end = pos + len(t)
+        split = [
+            f"{c} ({c.encode('utf-8').hex(' ')})"
+            for c, a, b in spans
+            if a < end and b > pos and (a < pos or b > end)
+        ]
+        out.append("part of " + " and ".join(split) if split else "")
+        pos = end
+    return out
+
+
+JS_PARTS = """
+(toks) => toks.map(t => {
+  const next = t.nextElementSibling;
+  return next && next.classList.contains("bpe-part") ? next.textContent : "";
+})
+"""
+
+
+def test_split_characters_are_named_beside_their_bytes(page, engine, trace, steps):
+    tok = engine.tokenizer(engine.default_model)
+    for k in (0, 768, 3):  # the Python-drawn state, then the page's own
+        _set(page, "bpe-k", "value", k)
+        shown = [trace.tokenizer.token_bytes(i) for i in _ids(page, ".bpe-sample .bpe-tok")]
+        assert b"".join(shown) == TEXT.encode("utf-8")
+        want = _expected_parts(TEXT, shown)
+        assert "part of 你 (e4 bd a0)" in want and "part of é (c3 a9)" in want
+        assert page.locator(".bpe-sample .bpe-tok").evaluate_all(JS_PARTS) == want, k
+    for s in (steps.n_steps, 0, steps.n_steps - 1):
+        _set(page, "bpe-step", "value", s)
+        shown = [tok.token_bytes(i) for i in _ids(page, ".bpe-trace .bpe-tok")]
+        want = _expected_parts(TEXT, shown)
+        assert "part of 😀 (f0 9f 98 80)" in want
+        assert page.locator(".bpe-trace .bpe-tok").evaluate_all(JS_PARTS) == want, s
+    assert page.errors == []
+
+
+JS_BOXES = """
+(host) => {
+  const inner = (host.shadowRoot || host).querySelectorAll("*");
+  const room = document.documentElement.clientWidth;
+  return [host, ...inner].filter(e => e.getBoundingClientRect().width > 0).map(e => {
+    const r = e.getBoundingClientRect();
+    return {what: `${e.tagName}.${e.className}`, right: r.right, sw: e.scrollWidth,
+            cw: e.clientWidth, room: room};
+  });
+}
+"""
+
+
+def test_classroom_step_text_final_ids_and_steppers_fit_1920x1080(browser, tmp_path):
+    text = (DEFAULT_TEXT + " ") * 5 + "😀 你好"
+    path = tmp_path / "bpe-classroom.html"
+    export_snapshot(path, text, lessons="bpe", classroom=True)
+    page = open_offline(browser, path, 'doc.get_model_by_name("bpe-step")', (1920, 1080))
+    page.locator(".bpe-step").first.scroll_into_view_if_needed()
+    n = _get(page, "bpe-step", "end")
+    for s in (n, 1):
+        _set(page, "bpe-step", "value", s)
+        for selector in (".bpe-step", ".bpe-trace"):
+            for box in page.locator(selector).first.evaluate(JS_BOXES):
+                assert box["right"] <= box["room"] + 0.5, (selector, s, box)
+                assert box["cw"] == 0 or box["sw"] <= box["cw"], (selector, s, box)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 1920
+    for label in ("◀ step − 1", "step + 1 ▶", "◀ k − 1", "k + 1 ▶"):
+        box = page.locator(".bk-btn", has_text=label).bounding_box()
+        assert box["height"] >= 40 and box["x"] + box["width"] <= 1920, (label, box)
+    assert page.errors == []
+    page.close()
+
+
+JS_SET_UP = """
+(a) => {
+  window.T = a.T; window.cut_shown = a.cut_shown; window.max_tokens = a.max_tokens;
+  window.steps = {data: a.steps}; window.chunks = {data: a.chunks};
+  window.pnotes = {data: a.pnotes}; window.slabels = {data: {label: a.labels}};
+  window.stitles = {data: {title: a.titles, nbytes: a.nbytes}};
+  window.sslider = {value: 0}; window.trace = {text: ""}; window.text = {text: ""};
+  window.segments = {data: {}};
+}
+"""
+
+
+def test_the_pages_frames_name_split_characters_as_the_dashboard_does(browser):
+    """js/bpe.js's draw_step against the dashboard's frame_html and describe, for a tokenizer
+    that merges the bytes of a character (the shipped one never does)."""
+    tok = B.train_trace("你好 naïve 你 " * 40, 300).tokenizer
+    text = "naïve 你好 😀 <b>"
+    st = B.encode_steps(tok, text)
+    data = V.encode_data(st, tok)
+    plain = {
+        key: {c: (v.tolist() if hasattr(v, "tolist") else v) for c, v in data[key].items()}
+        for key in ("steps", "chunks", "pnotes")
+    }
+    ids = range(tok.vocab_size)
+    page = js_kernel_page(browser, "bpe")
+    page.evaluate(JS_SET_UP, {
+        **plain, "T": data["T"], "cut_shown": data["cut_shown"],
+        "max_tokens": data["max_tokens"], "labels": [readable(tok.token_bytes(i)) for i in ids],
+        "titles": [B.token_info(tok, i) for i in ids],
+        "nbytes": [len(tok.token_bytes(i)) for i in ids],
+    })  # fmt: skip
+    notes = set()
+    for s in range(st.n_steps + 1):
+        got = page.evaluate(
+            "(s) => { sslider.value = s; draw_step(); return [trace.text, text.text]; }", s
+        )
+        want = (V.frame_html(st, tok, s), V.describe(st, tok, s))
+        for g, w in zip(got, want, strict=True):
+            assert page.evaluate(JS_NORMAL, g) == page.evaluate(JS_NORMAL, w), s
+        notes.update(n for n in ("they make", "the new token is part of") if n in got[1])
+        if s == 0:  # every byte a token: each of 你's three names it
+            assert got[0].count("part of 你 (e4 bd a0)") == 3
+    assert notes == {"they make", "the new token is part of"}  # both kinds of step note
+    page.close()

@@ -17,6 +17,7 @@ import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 
 from dashboard.lessons import bpe as B
+from dashboard.views.jobs import Cancelled
 from models.bpe import DEFAULT_PATTERN, Tokenizer, readable
 from models.runtime import STATIC_DIR
 
@@ -329,6 +330,98 @@ def test_token_info_names_bytes_id_and_merge(shipped):
     assert "single byte" in B.token_info(shipped, 0xF0) and "f0" in B.token_info(shipped, 0xF0)
 
 
+# -- characters split across tokens ---------------------------------------------------------------
+SPLIT_TEXTS = [
+    "你好",
+    "é",
+    "a😀b",
+    "naïve café 日本語 👩‍👩‍👧‍👦 🇫🇷 مرحبا",
+    "\x85x\u0300y",
+    "plain ascii",
+]
+
+
+def _char_ranges(text: str) -> list[tuple[str, int, int]]:
+    """Every character of ``text`` with its byte range, from str.encode alone."""
+    out, pos = [], 0
+    for ch in text:
+        n = len(ch.encode("utf-8"))
+        out.append((ch, pos, pos + n))
+        pos += n
+    return out
+
+
+def _named(ch: str) -> str:
+    return f"{readable(ch.encode('utf-8'))} ({ch.encode('utf-8').hex(' ')})"
+
+
+def _expected_part(text: str, start: int, end: int) -> str:
+    """The characters that bytes [start, end) overlap without holding them whole."""
+    split = [
+        ch for ch, a, b in _char_ranges(text) if a < end and b > start and (a < start or b > end)
+    ]
+    return "part of " + " and ".join(map(_named, split)) if split else ""
+
+
+def test_part_note_names_the_character_the_bytes_belong_to():
+    data = "你".encode()
+    assert data == b"\xe4\xbd\xa0"
+    assert B.part_note(data, 0, 2) == "part of 你 (e4 bd a0)"
+    assert B.part_note(data, 2, 3) == "part of 你 (e4 bd a0)"
+    assert B.part_note(data, 0, 3) == ""
+    pair = "你好".encode()  # e4 bd a0 e5 a5 bd
+    assert B.part_note(pair, 2, 4) == "part of 你 (e4 bd a0) and 好 (e5 a5 bd)"
+    for text in SPLIT_TEXTS:
+        data = text.encode("utf-8")
+        for start in range(len(data)):
+            for end in range(start + 1, len(data) + 1):
+                assert B.part_note(data, start, end) == _expected_part(text, start, end), (
+                    text, start, end,
+                )  # fmt: skip
+
+
+def test_merge_note_says_what_the_merge_does_to_characters():
+    data = "你好".encode()
+    assert B.merge_note(data, 0, 2, 3) == "they make 你 (e4 bd a0) whole"
+    assert B.merge_note(data, 0, 1, 2) == "the new token is part of 你 (e4 bd a0)"
+    assert B.merge_note(data, 2, 3, 4) == "the new token is part of 你 (e4 bd a0) and 好 (e5 a5 bd)"
+    assert B.merge_note(data, 0, 3, 6) == ""  # two whole characters joined
+    for text in SPLIT_TEXTS:
+        data = text.encode("utf-8")
+        ranges = _char_ranges(text)
+        for start in range(len(data)):
+            for end in range(start + 2, len(data) + 1):
+                for mid in range(start + 1, end):
+                    made = [ch for ch, a, b in ranges if start <= a and b <= end and a < mid < b]
+                    want = []
+                    if made:
+                        want.append(f"they make {' and '.join(map(_named, made))} whole")
+                    if part := _expected_part(text, start, end):
+                        want.append(f"the new token is {part}")
+                    assert B.merge_note(data, start, mid, end) == "; ".join(want)
+
+
+def test_merge_notes_name_a_character_of_the_training_text():
+    text = "你好世界，这是一个测试。 naïve café 😀 " * 30
+    trace = B.train_trace(text, 320)
+    notes = B.merge_notes(trace.merges, trace.text)
+    data = text.encode("utf-8")
+    assert len(notes) == trace.n_merges
+    partial = 0
+    for m, note in zip(trace.merges, notes, strict=True):
+        try:
+            m.token.decode("utf-8")
+        except UnicodeDecodeError:  # only part of a character: an example from the text
+            partial += 1
+            at = data.find(m.token)
+            assert note == "e.g. " + _expected_part(text, at, at + len(m.token)) != "e.g. "
+        else:
+            assert note == ""
+    assert partial > 0
+    rows = B.merge_rows(trace.merges, text=trace.text)
+    assert rows["note"] == notes
+
+
 # -- the view without a server --------------------------------------------------------------------
 @pytest.fixture()
 def view():
@@ -385,7 +478,6 @@ def test_view_refuses_too_much_text_and_keeps_the_trace(view):
 
 def test_new_paste_cancels_the_training_in_progress(view, monkeypatch):
     from dashboard.views import bpe as V
-    from dashboard.views.jobs import Cancelled
 
     release = threading.Event()
     real = B.train_trace
@@ -419,6 +511,145 @@ def test_player_range_follows_the_text(view, shipped):
     assert n != first
     assert view.player.end == n and view.player.value == n and view.step == n
     assert "Final ids" in view.step_text.object
+
+
+SPLIT_SENTENCE = "你好 café 😀 naïve"
+TOKEN_AND_PART = re.compile(
+    r"<span class='bpe-tok[^']*' data-id='(\d+)'[^>]*>[^<]*</span>"
+    r"(?:<span class='bpe-part'>([^<]*)</span>)?"
+)
+
+
+def _notes_shown(pane_html: str) -> list[tuple[int, str]]:
+    return [(int(i), html.unescape(n)) for i, n in TOKEN_AND_PART.findall(pane_html)]
+
+
+def _expected_notes(tok: Tokenizer, text: str, ids: list[int]) -> list[tuple[int, str]]:
+    out, pos = [], 0
+    for i in ids:
+        n = len(tok.token_bytes(i))
+        out.append((i, _expected_part(text, pos, pos + n)))
+        pos += n
+    return out
+
+
+def test_view_says_which_character_split_bytes_belong_to(view, shipped, shipped_tiktoken):
+    view.state.text = SPLIT_SENTENCE
+    ids = shipped_tiktoken.encode_ordinary(SPLIT_SENTENCE)
+    final = _notes_shown(view.trace_html.object)
+    assert final == _expected_notes(shipped, SPLIT_SENTENCE, ids)
+    assert any(n == "part of 你 (e4 bd a0)" for _, n in final)
+    assert any(n == "part of 😀 (f0 9f 98 80)" for _, n in final)
+    for k in (0, 768):
+        view.k = k
+        segs = (
+            shipped_tiktoken.encode_ordinary(SPLIT_SENTENCE) if k else list(SPLIT_SENTENCE.encode())
+        )
+        assert _notes_shown(view.sample.object) == _expected_notes(
+            view.trace.tokenizer, SPLIT_SENTENCE, segs
+        )
+    # frame 0: every byte a token, each byte of a multi-byte character names it
+    view.step = 0
+    zero = _notes_shown(view.trace_html.object)
+    assert zero == _expected_notes(shipped, SPLIT_SENTENCE, list(SPLIT_SENTENCE.encode()))
+    assert zero[0] == (0xE4, "part of 你 (e4 bd a0)")
+
+
+def test_view_merge_table_names_a_character_for_a_split_token(view):
+    text = "你好世界，这是一个测试。 " * 30
+    view.start_training(text)
+    view.wait()
+    assert view.source == "pasted"
+    data = text.encode("utf-8")
+    shown = 0
+    for k, m in enumerate(view.trace.merges, 1):
+        try:
+            m.token.decode("utf-8")
+            continue
+        except UnicodeDecodeError:
+            pass
+        view.k = k
+        at = data.find(m.token)
+        note = "e.g. " + _expected_part(text, at, at + len(m.token))
+        row = re.search(r"<tr class='current'>.*?</tr>", view.table.object).group()
+        assert f"<span class='bpe-part'>{html.escape(note)}</span>" in row
+        shown += 1
+    assert shown > 0
+
+
+def test_step_text_says_what_a_merge_does_to_a_character():
+    from dashboard.views import bpe as V
+
+    # a tokenizer that merges the bytes of ï and 你 (the shipped one keeps them single bytes)
+    tok = B.train_trace("你好 naïve 你 " * 40, 300).tokenizer
+    text = "naïve 你好"
+    st = B.encode_steps(tok, text)
+    data, ranges = text.encode("utf-8"), _char_ranges(text)
+    kinds = set()
+    for s in range(1, st.n_steps + 1):
+        ci, j = st.active(s)
+        m = st.chunks[ci].steps[j]
+        got = html.unescape(V.describe(st, tok, s))
+        if m.whole_chunk:
+            assert "part of" not in got and "they make" not in got
+            continue
+        start = len(text[: st.chunks[ci].start].encode("utf-8"))
+        start += sum(len(tok.token_bytes(i)) for i in st.states[ci][j][: m.position])
+        mid = start + len(tok.token_bytes(m.left))
+        end = mid + len(tok.token_bytes(m.right))
+        assert tok.token_bytes(m.new) == data[start:end]
+        made = [ch for ch, a, b in ranges if start <= a and b <= end and a < mid < b]
+        part = _expected_part(text, start, end)
+        if made:
+            kinds.add("whole")
+            assert f"they make {' and '.join(map(_named, made))} whole" in got, got
+        if part:
+            kinds.add("part")
+            assert f"the new token is {part}" in got, got
+        if not made and not part:
+            assert "part of" not in got and "they make" not in got, got
+    assert kinds == {"whole", "part"}
+
+
+def test_typing_in_the_paste_box_trains_after_a_pause_and_a_change_cancels(view, monkeypatch):
+    import time
+
+    from dashboard.views import bpe as V
+
+    release = threading.Event()
+    real = B.train_trace
+
+    def slow(text, vocab_size, progress=None, **kw):
+        def gated(done, total):
+            release.wait(10)
+            progress(done, total)
+
+        return real(text, vocab_size, progress=gated, **kw)
+
+    monkeypatch.setattr(V.B, "train_trace", slow)
+    assert 0.3 <= V.PASTE_WAIT_S <= 0.7
+    view.paste.value_input = "first text " * 20  # typed: no focus lost
+    view.poll()
+    assert view._paste.job is None  # not at once: the typing may go on
+    time.sleep(V.PASTE_WAIT_S + 0.1)
+    view.poll()
+    first = view._paste.job
+    assert first is not None and not first.cancelled.is_set()
+    view.paste.value_input = "second text " * 20  # the next change cancels the running one
+    assert first.cancelled.is_set() and view._paste.job is None
+    view.paste.value_input = "third, different text " * 20  # and replaces the pending one
+    time.sleep(V.PASTE_WAIT_S + 0.1)
+    view.poll()
+    third = view._paste.job
+    assert third is not None and third is not first
+    view.paste.value = "third, different text " * 20  # the box loses focus: nothing new
+    assert view._paste.job is third
+    release.set()
+    view.wait()
+    assert view.source == "pasted"
+    assert view.trace.sha256 == real("third, different text " * 20, 1024).sha256
+    with pytest.raises(Cancelled):
+        first.future.result(timeout=10)
 
 
 # -- the snapshot's data ---------------------------------------------------------------------------

@@ -9,7 +9,9 @@ Pure Python and numpy on top of :mod:`models.bpe`; no Panel. Three things are co
   algorithm restricted to ranks below 256 + k, so it equals tiktoken built from those ranks);
 - :func:`encode_steps`: the encode trace of the text the model reads, flattened into frames a
   stepper can show: frame 0 is the regex pre-split, then every merge of every chunk in turn;
-  the last frame holds exactly ``Tokenizer.encode(text)[:max_tokens]``.
+  the last frame holds exactly ``Tokenizer.encode(text)[:max_tokens]``;
+- :func:`part_note` and :func:`merge_note`: which characters a token's bytes hold only part of
+  (a byte-level token may end inside a character: ``\\xe4\\xbd`` is part of 你, e4 bd a0).
 
 The default corpus's trace is computed once per process, in a background thread, and shared by
 every browser session (:func:`default_trace_future`).
@@ -239,8 +241,12 @@ def shipped_match(trace: TrainingTrace, shipped: Tokenizer) -> tuple[int, int]:
     return same, trace.n_merges
 
 
-def merge_rows(merges: Sequence[Merge], vocab: Sequence[bytes] | None = None) -> dict[str, list]:
-    """The merge table's columns: rank, step k, readable pair, readable new token, count."""
+def merge_rows(
+    merges: Sequence[Merge], vocab: Sequence[bytes] | None = None, text: str = ""
+) -> dict[str, list]:
+    """The merge table's columns: rank, step k, readable pair, readable new token, count, and
+    the note naming a character the new token is part of (:func:`merge_notes` over ``text``,
+    the training text)."""
     tokens = list(vocab) if vocab is not None else [bytes([i]) for i in range(256)]
     if vocab is None:
         for m in merges:
@@ -253,7 +259,89 @@ def merge_rows(merges: Sequence[Merge], vocab: Sequence[bytes] | None = None) ->
         rows["pair"].append(f"{readable(tokens[a])}  +  {readable(tokens[b])}")
         rows["token"].append(readable(m.token))
         rows["count"].append(m.count)
+    rows["note"] = merge_notes(merges, text) if text else [""] * len(merges)
     return rows
+
+
+def merge_notes(merges: Sequence[Merge], text: str) -> list[str]:
+    """For each merge whose new token is not whole characters, an example from the training
+    ``text`` (its first occurrence there): "e.g. part of 你 (e4 bd a0)"; else ""."""
+    data = clean_text(text).encode("utf-8")
+    out = []
+    for m in merges:
+        try:
+            m.token.decode("utf-8")
+            out.append("")
+            continue
+        except UnicodeDecodeError:
+            pass
+        at = data.find(m.token)
+        note = part_note(data, at, at + len(m.token)) if at >= 0 else ""
+        out.append(f"e.g. {note}" if note else "")
+    return out
+
+
+# -- characters split across tokens ---------------------------------------------------------------
+# A byte-level token may hold only some of a character's UTF-8 bytes: the 3 bytes of 你
+# (e4 bd a0) can be the tokens \xe4\xbd and \xa0. In UTF-8 every byte of a character but
+# the first is 10xxxxxx, so a character's bytes are found from any one of them.
+def _continues(byte: int) -> bool:
+    return byte & 0xC0 == 0x80
+
+
+def char_spans(data: bytes, start: int, end: int) -> list[tuple[int, int]]:
+    """The byte ranges (first, past the last) of the characters of the UTF-8 text ``data``
+    that its bytes [start, end) touch, in order."""
+    i = start
+    while 0 < i < len(data) and _continues(data[i]):
+        i -= 1
+    out = []
+    while i < min(end, len(data)):
+        j = i + 1
+        while j < len(data) and _continues(data[j]):
+            j += 1
+        out.append((i, j))
+        i = j
+    return out
+
+
+def _named(data: bytes, a: int, b: int) -> str:
+    """A character by its look and its bytes: "你 (e4 bd a0)"."""
+    return f"{readable(data[a:b])} ({data[a:b].hex(' ')})"
+
+
+def part_note(data: bytes, start: int, end: int) -> str:
+    """ "part of 你 (e4 bd a0)" for the characters of the UTF-8 text ``data`` of which the
+    bytes [start, end) hold only some (joined by "and"); "" when they hold whole ones."""
+    split = [_named(data, a, b) for a, b in char_spans(data, start, end) if a < start or b > end]
+    return "part of " + " and ".join(split) if split else ""
+
+
+def merge_note(data: bytes, start: int, mid: int, end: int) -> str:
+    """What merging the bytes [start, mid) and [mid, end) of the UTF-8 text ``data`` does to
+    its characters: "they make 你 (e4 bd a0) whole" for a character the two held parts of and
+    the new token holds whole; "the new token is part of …" (:func:`part_note`); "" if
+    neither (joined by "; ")."""
+    made = [
+        _named(data, a, b)
+        for a, b in char_spans(data, start, end)
+        if start <= a and b <= end and a < mid < b
+    ]
+    out = [f"they make {' and '.join(made)} whole"] if made else []
+    if part := part_note(data, start, end):
+        out.append(f"the new token is {part}")
+    return "; ".join(out)
+
+
+def token_notes(tok: Tokenizer, data: bytes, ids: Sequence[int], start: int = 0) -> list[str]:
+    """:func:`part_note` of each token of ``ids``, laid end to end over ``data`` from byte
+    ``start``."""
+    out = []
+    for i in ids:
+        n = len(tok.token_bytes(i))
+        out.append(part_note(data, start, start + n))
+        start += n
+    return out
 
 
 # -- segmentation after k merges ------------------------------------------------------------------
@@ -345,6 +433,20 @@ class EncodeSteps:
         """(chunk, step) applied at frame ``s``; None at frame 0."""
         s = min(max(int(s), 0), self.n_steps)
         return None if s == 0 else self.order[s - 1]
+
+    def step_note(self, tok: Tokenizer, s: int) -> str:
+        """:func:`merge_note` of the merge applied at frame ``s`` ("" for none)."""
+        active = self.active(s)
+        if active is None or not self.animated[active[0]]:
+            return ""
+        ci, j = active
+        m = self.chunks[ci].steps[j]
+        if m.whole_chunk:
+            return ""
+        start = sum(len(tok.token_bytes(i)) for i in self.states[ci][j][: m.position])
+        mid = start + len(tok.token_bytes(m.left))
+        end = mid + len(tok.token_bytes(m.right))
+        return merge_note(self.chunks[ci].text.encode("utf-8"), start, mid, end)
 
 
 def encode_steps(tok: Tokenizer, text: str, max_tokens: int | None = None) -> EncodeSteps:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import time
 from concurrent.futures import Future
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +38,9 @@ from models.bpe import Tokenizer, readable
 
 SAMPLE_CHARS = 2000  # the segmented sample shows at most this much of the text
 POLL_MS = 150
+PASTE_WAIT_S = 0.5  # training on typed or pasted text starts this long after the last change
+PLAY_MS = 350  # the encode player's pace
+PLAY, PAUSE = "▶ Play", "❚❚ Pause"
 TABLE_ROWS = 13  # merges listed around k
 CUT_SHOWN = 20  # tokens past the model's cut still drawn (struck through) in a long chunk
 
@@ -51,6 +55,10 @@ BPE_CSS = """
 .bpe-tok.byte { background: #eeeeee; border-bottom: 3px solid #9ca3af; }
 .bpe-tok.new { outline: 3px solid #e11d48; }
 .bpe-tok.cut { opacity: 0.35; text-decoration: line-through; }
+.bpe-part {
+  font-size: max(0.8em, 14px); margin: 0 0.3em 0 0.1em; padding: 0 0.2em; white-space: nowrap;
+  border: 1px dashed #9ca3af; border-radius: 3px;
+}
 .bpe-chunk { margin-right: 0.45em; }
 .bpe-chunk.active { background: #fff1f2; border-radius: 4px; }
 .bpe-table { border-collapse: collapse; font-size: var(--bpe-font, 15px); }
@@ -105,6 +113,11 @@ def token_span(tid, classes: str, title: str, label: str) -> str:
     return f"<span class='{classes}' data-id='{tid}' title='{_esc(title)}'>{_esc(label)}</span>"
 
 
+def part_span(note: str) -> str:
+    """After a token holding only part of a character: which one (``B.part_note``), on screen."""
+    return f"<span class='bpe-part'>{_esc(note)}</span>" if note else ""
+
+
 def token_kind(tid: int, j: int) -> str:
     """A token's colour class: grey for a single byte, else alternating by position."""
     return "byte" if tid < 256 else f"c{j % 2}"
@@ -115,7 +128,8 @@ def sample_html(k, n_tokens, n_bytes: int, bpt: str, more: str, spans: list[str]
     caption = (
         f"<p>Your text{more} after <b class='num'>{k}</b> merges: <b class='num'>"
         f"{n_tokens}</b> tokens for {n_bytes} bytes ({bpt} bytes per token). Grey: "
-        "single bytes; hover a token for its bytes, id and the merge that made it.</p>"
+        "single bytes; a dashed box names the character a token holds only part of; hover "
+        "a token for its bytes, id and the merge that made it.</p>"
     )
     if not spans:
         return caption + "<p class='hint'>Type a text in the box on the left to see it split.</p>"
@@ -133,23 +147,27 @@ def sample_for(tok: Tokenizer, text: str, k: int, ranks: dict[bytes, int] | None
     """``sample_html`` of ``text`` (its first ``SAMPLE_CHARS``) split by the first k merges."""
     shown = text[:SAMPLE_CHARS]
     segs = B.segment(tok, shown, k, ranks)
-    n_bytes = len(B.clean_text(shown).encode("utf-8"))
+    data = B.clean_text(shown).encode("utf-8")
+    n_bytes = len(data)
+    notes = B.token_notes(tok, data, [s.id for s in segs])
     spans = [
         token_span(
             s.id, f"bpe-tok {token_kind(s.id, i)}", B.token_info(tok, s.id), readable(s.token)
         )
-        for i, s in enumerate(segs)
+        + part_span(note)
+        for i, (s, note) in enumerate(zip(segs, notes, strict=True))
     ]
     bpt = f"{B.compression(n_bytes, len(segs)):.2f}"
     return sample_html(k, len(segs), n_bytes, bpt, sample_more(text), spans)
 
 
-def merge_row(k, rank, pair: str, token: str, count: str, current: bool) -> str:
-    """One row of the merge table (``count`` already formatted)."""
+def merge_row(k, rank, pair: str, token: str, count: str, current: bool, part: str = "") -> str:
+    """One row of the merge table (``count`` already formatted, ``part`` a ``part_span``)."""
     mark = " class='current'" if current else ""
     return (
         f"<tr{mark}><td class='num'>{k}</td><td class='num'>{rank}</td><td class='tok'>"
-        f"{_esc(pair)}</td><td class='tok'>{_esc(token)}</td><td class='num'>{count}</td></tr>"
+        f"{_esc(pair)}</td><td class='tok'>{_esc(token)}{part}</td><td class='num'>{count}"
+        "</td></tr>"
     )
 
 
@@ -180,7 +198,7 @@ def table_for(rows: dict[str, list], k: int) -> str:
     lo, hi = table_window(k, n)
     body = "".join(
         merge_row(rows["k"][i], rows["rank"][i], rows["pair"][i], rows["token"][i],
-                  f"{rows['count'][i]:,}", i == k - 1)
+                  f"{rows['count'][i]:,}", i == k - 1, part_span(rows["note"][i]))
         for i in range(lo, hi)
     )  # fmt: skip
     return merge_table(body, lo + 1, hi, n)
@@ -265,6 +283,7 @@ def frame_html(st: B.EncodeSteps, tok: Tokenizer, step: int) -> str:
     chunks = []
     index = 0  # token position in the final ids (the cut at the block size)
     for ci, (chunk, parts) in enumerate(zip(st.chunks, frame, strict=True)):
+        notes = B.token_notes(tok, chunk.text.encode("utf-8"), parts)
         new_at = None
         if active is not None and active[0] == ci and st.animated[ci]:
             new_at = chunk.steps[active[1]].position
@@ -288,6 +307,7 @@ def frame_html(st: B.EncodeSteps, tok: Tokenizer, step: int) -> str:
                 token_span(
                     tid, " ".join(classes), B.token_info(tok, tid), readable(tok.token_bytes(tid))
                 )
+                + part_span(notes[j])
             )
         chunks.append(chunk_html(spans, active is not None and active[0] == ci))
     return trace_html(chunks)
@@ -325,13 +345,19 @@ def chunk_shown(chunk_text: str) -> str:
     return readable(chunk_text.encode("utf-8"))[:60]
 
 
-def step_what(st: B.EncodeSteps, tok: Tokenizer, ci: int, j: int) -> str:
+def step_note(note: str) -> str:
+    """After a merge's sentence: what it does to a character (``B.merge_note``), if anything."""
+    return f"; {_esc(note)}" if note else ""
+
+
+def step_what(st: B.EncodeSteps, tok: Tokenizer, ci: int, j: int, s: int) -> str:
     if not st.animated[ci]:
         return WHAT_LONG
     m = st.chunks[ci].steps[j]
     if m.whole_chunk:
         return what_whole(m.new)
-    return what_merge(readable(tok.token_bytes(m.left)), readable(tok.token_bytes(m.right)), m.new)
+    left, right = (readable(tok.token_bytes(i)) for i in (m.left, m.right))
+    return what_merge(left, right, m.new) + step_note(st.step_note(tok, s))
 
 
 def final_tail(st: B.EncodeSteps) -> str:
@@ -352,15 +378,16 @@ def final_tail(st: B.EncodeSteps) -> str:
 
 
 def describe(st: B.EncodeSteps, tok: Tokenizer, step: int) -> str:
-    """The text beside the encode player at frame ``step``."""
+    """The text under the encode player at frame ``step``."""
     active = st.active(step)
     if active is None:
         head = step_zero(st.n_steps, len(st.chunks))
     else:
         ci, j = active
+        s = st.order.index(active) + 1
         head = step_head(
-            st.order.index(active) + 1, st.n_steps, ci + 1, len(st.chunks),
-            chunk_shown(st.chunks[ci].text), step_what(st, tok, ci, j),
+            s, st.n_steps, ci + 1, len(st.chunks), chunk_shown(st.chunks[ci].text),
+            step_what(st, tok, ci, j, s),
         )  # fmt: skip
     return head + (final_tail(st) if step >= st.n_steps else "")
 
@@ -514,15 +541,19 @@ class BpeLesson(LessonView):
         )
         self.paste = pn.widgets.TextAreaInput(
             label="Paste text to train on (≤ 100 KB)",
-            placeholder="Paste any text here, then click outside the box to start…",
+            placeholder="Paste or type any text here: training starts when you stop typing…",
             rows=3,
             max_length=400_000,
-            width=640 if classroom else 460,
+            sizing_mode="stretch_width",
+            max_width=640 if classroom else 460,
             css_classes=["bpe-paste"],
         )
+        self._paste_text = ""  # the text of the training pending, running or done
+        self._paste_due: float | None = None  # when the pending training starts
         self.progress = pn.indicators.Progress(
-            value=0, max=100, width=320, visible=False, css_classes=["bpe-progress"]
-        )
+            value=0, max=100, sizing_mode="stretch_width", max_width=320, visible=False,
+            css_classes=["bpe-progress"],
+        )  # fmt: skip
         self.status = _pane(
             "", "explain", "bpe-status", classroom=classroom, sizing_mode="stretch_width"
         )
@@ -533,7 +564,8 @@ class BpeLesson(LessonView):
             start=0,
             end=1,
             value=0,
-            width=700 if classroom else 520,
+            sizing_mode="stretch_width",
+            max_width=700 if classroom else 520,
             css_classes=["bpe-merge-slider"],
         )
         self.prev_button = pn.widgets.Button(label="◀ k − 1", css_classes=["bpe-k-prev"])
@@ -543,45 +575,76 @@ class BpeLesson(LessonView):
         # -- merge table and curves --
         self._rows: dict[str, list] = B.merge_rows([])
         self.table = _pane(
-            "", "bpe-merges", classroom=classroom, width=620 if classroom else 480, margin=(5, 10)
-        )
+            "", "bpe-merges", classroom=classroom, sizing_mode="stretch_width",
+            max_width=700 if classroom else 480, styles={"overflow-x": "auto"},
+        )  # fmt: skip
         self.curve = ColumnDataSource(data=dict(k=[], bpt=[], vocab=[]), name="bpe-curve")
         self.marker = ColumnDataSource(data=dict(k=[], bpt=[], vocab=[]), name="bpe-marker")
         self.bpt_fig, self.vocab_fig, self.spans = curve_figures(style, self.curve, self.marker)
 
-        # -- encode trace --
-        self.player = pn.widgets.Player(
+        # -- encode trace: a slider and buttons labelled in words (a projector shows no hover) --
+        self.player = pn.widgets.IntSlider(
             label="Encode step",
             start=0,
             end=1,
             value=0,
-            interval=350,
-            loop_policy="once",
-            show_loop_controls=False,
-            width=560 if classroom else 420,
+            sizing_mode="stretch_width",
+            max_width=700 if classroom else 520,
             css_classes=["bpe-player"],
         )
+        self.play_buttons = {
+            what: pn.widgets.Button(label=label, css_classes=[f"bpe-{what}"])
+            for what, label in (("first", "|◀ First"), ("back", "◀ Back"), ("play", PLAY),
+                                ("next", "Next ▶"), ("last", "Last ▶|"))
+        }  # fmt: skip
+        self._player_callback = None
         self.step_text = _pane(
-            "", "explain", "bpe-step", classroom=classroom, width=1000 if classroom else 640
+            "", "explain", "bpe-step", classroom=classroom, sizing_mode="stretch_width"
         )
         self.trace_html = _pane("", "bpe-trace", classroom=classroom, sizing_mode="stretch_width")
         self.verify = _pane("", "explain", "bpe-verify", classroom=classroom)
 
         # -- wiring --
         self.source_buttons.param.watch(lambda e: setattr(self, "source", e.new), "value")
-        self.paste.param.watch(self._pasted_event, "value")
+        # typing or pasting starts training after a pause; leaving the box, at once
+        self.paste.param.watch(lambda e: self._paste_changed(e.new or ""), "value_input")
+        self.paste.param.watch(lambda e: self._paste_changed(e.new or "", now=True), "value")
         self.slider.param.watch(lambda e: setattr(self, "k", int(e.new)), "value")
         self.prev_button.on_click(lambda _e: self._nudge(-1))
         self.next_button.on_click(lambda _e: self._nudge(+1))
         self.player.param.watch(lambda e: setattr(self, "step", int(e.new)), "value")
+        b = self.play_buttons
+        b["first"].on_click(lambda _e: self._go_to(0))
+        b["back"].on_click(lambda _e: self._go_to(self.player.value - 1))
+        b["next"].on_click(lambda _e: self._go_to(self.player.value + 1))
+        b["last"].on_click(lambda _e: self._go_to(self.player.end))
+        b["play"].on_click(lambda _e: self._toggle_play())
         s.param.watch(self._text_changed, ["text", "model"])
 
         self._layout = pn.Column(
             _pane(TRAINED_TITLE, "detail", classroom=classroom),
-            pn.Row(labelled("Train on", self.source_buttons), self.paste, margin=0),
-            pn.Row(self.progress, self.status, margin=0, sizing_mode="stretch_width"),
+            pn.FlexBox(
+                labelled("Train on", self.source_buttons),
+                self.paste,
+                margin=0,
+                sizing_mode="stretch_width",
+            ),
+            pn.FlexBox(
+                self.progress,
+                self.status,
+                margin=0,
+                align_items="center",
+                sizing_mode="stretch_width",
+            ),
             self.message,
-            pn.Row(self.slider, self.prev_button, self.next_button, margin=0),
+            pn.FlexBox(
+                self.slider,
+                self.prev_button,
+                self.next_button,
+                margin=0,
+                align_items="center",
+                sizing_mode="stretch_width",
+            ),
             _pane(K_HINT, "caption", classroom=classroom),
             self.sample,
             pn.FlexBox(
@@ -595,7 +658,14 @@ class BpeLesson(LessonView):
                 sizing_mode="stretch_width",
             ),
             _pane(ENCODED_TITLE, "detail", classroom=classroom),
-            pn.Row(self.player, self.step_text, margin=0),
+            pn.FlexBox(self.player, margin=0, sizing_mode="stretch_width"),
+            pn.FlexBox(
+                *self.play_buttons.values(),
+                margin=0,
+                sizing_mode="stretch_width",
+                css_classes=["bpe-player-buttons"],
+            ),
+            self.step_text,
             self.trace_html,
             _pane(VERIFY_TITLE, "detail", classroom=classroom),
             self.verify,
@@ -627,12 +697,25 @@ class BpeLesson(LessonView):
         if self.source == "default":
             self._show_trace(self._default)
 
-    def _pasted_event(self, event) -> None:
-        text = event.new or ""
-        self._paste.cancel()  # a new paste replaces the training in progress
+    def _paste_changed(self, text: str, now: bool = False) -> None:
+        """The paste box changed: cancel the training pending or running for its last text and
+        train on this one after ``PASTE_WAIT_S`` (the typing may go on), or ``now``."""
+        if text != self._paste_text:
+            self._paste.cancel()  # a new text replaces the training in progress
+            self._paste_text = text
+            self._paste_due = time.monotonic() + PASTE_WAIT_S
+            self.status.object = "Training starts when you stop typing…"
+            self._ensure_polling()
+        if now and self._paste_due is not None:
+            self._start_paste()
+
+    def _start_paste(self) -> None:
+        self._paste_due = None
+        text = self._paste_text
         problem = B.check_paste(text)
         if problem:
             self._show_message(problem + " The last trained tokenizer stays shown.")
+            self.status.object = status_html(self.trace) if self.trace is not None else ""
             return
         self._show_message("")
         # B.train_trace is looked up when the job runs (tests slow it down)
@@ -646,7 +729,7 @@ class BpeLesson(LessonView):
         self._ensure_polling()
 
     def start_training(self, text: str) -> None:
-        """Train on ``text`` as if it had been pasted (tests, and the paste box)."""
+        """Train on ``text`` now, as if it had been pasted and the box left (tests)."""
         self.paste.value = text
 
     def _ensure_polling(self) -> None:
@@ -672,6 +755,11 @@ class BpeLesson(LessonView):
                 else:
                     done, total = B.DEFAULT_PROGRESS
                     self.progress.value = int(100 * done / max(total, 1))
+                    pending = True
+            if self._paste_due is not None:
+                if time.monotonic() >= self._paste_due:
+                    self._start_paste()
+                else:
                     pending = True
             if (job := self._paste.take()) is not None:
                 self._take_pasted(job.future)
@@ -736,7 +824,7 @@ class BpeLesson(LessonView):
 
     def _show_trace_now(self, trace: B.TrainingTrace) -> None:
         n = trace.n_merges
-        self._rows = B.merge_rows(trace.merges)
+        self._rows = B.merge_rows(trace.merges, text=trace.text)
         ks = np.arange(n + 1)
         self.curve.data = dict(
             k=ks.tolist(), bpt=trace.bytes_per_token.tolist(), vocab=trace.vocab_size.tolist()
@@ -802,6 +890,7 @@ class BpeLesson(LessonView):
         self._steps = B.encode_steps(tok, s.text, block)
         self._tiktoken_badge = tiktoken_badge(Path(s.engine.static_dir), spec, tok, s.text)
         n = self._steps.n_steps
+        self._stop_playing()
         # the player's range follows the text: its end is the new number of steps
         self.player.param.update(end=max(n, 1), value=n)
         if self.step == n:
@@ -809,6 +898,35 @@ class BpeLesson(LessonView):
         self.step = n
         self._draw_sample()
         self._show_verification()
+
+    # -- the encode player: its buttons move the slider; playing steps it from the server --
+    def _go_to(self, step: int) -> None:
+        self._stop_playing()
+        self.player.value = min(max(int(step), self.player.start), self.player.end)
+
+    def _toggle_play(self) -> None:
+        if self._player_callback is not None:
+            self._stop_playing()
+            return
+        if self.player.value >= self.player.end:  # at the end, play starts again from 0
+            self.player.value = self.player.start
+        try:
+            self._player_callback = pn.state.add_periodic_callback(self._play_tick, PLAY_MS)
+        except Exception:  # noqa: BLE001 - no server session: nothing to play in
+            return
+        self.play_buttons["play"].label = PAUSE
+
+    def _play_tick(self) -> None:
+        if self.player.value >= self.player.end:
+            self._stop_playing()
+        else:
+            self.player.value += 1
+
+    def _stop_playing(self) -> None:
+        if self._player_callback is not None:
+            self._player_callback.stop()
+            self._player_callback = None
+        self.play_buttons["play"].label = PLAY
 
     @param.depends("step", watch=True)
     def _draw_step(self) -> None:
@@ -862,8 +980,8 @@ def _ids_of(tok: Tokenizer, ctx: Context) -> str:
 def _labels(
     ctx: Context, tok: Tokenizer, used: set[int]
 ) -> tuple[ColumnDataSource, ColumnDataSource]:
-    """(readable labels, hover texts) of ``tok``'s tokens; hover texts only for ``used`` ids
-    (the rest ""), one source per tokenizer, each embedded once."""
+    """(readable labels, hover texts and byte lengths) of ``tok``'s tokens; hover texts only
+    for ``used`` ids (the rest ""), one source per tokenizer, each embedded once."""
     key = _ids_of(tok, ctx)
     if key == "model":
         labels = ctx.vocabulary()
@@ -872,14 +990,18 @@ def _labels(
         labels = ctx.shared.setdefault(
             "bpe-trained-vocab", ColumnDataSource(data=dict(label=names), name="bpe-trained-vocab")
         )
-    titles = ctx.shared.setdefault(
-        f"bpe-titles-{key}",
-        ColumnDataSource(data=dict(title=[""] * tok.vocab_size), name=f"bpe-titles-{key}"),
-    )
+    name = f"bpe-titles-{key}"
+    if name not in ctx.shared:
+        nbytes = [len(tok.token_bytes(i)) for i in range(tok.vocab_size)]
+        ctx.shared[name] = ColumnDataSource(
+            data=dict(title=[""] * tok.vocab_size, nbytes=np.array(nbytes, dtype=np.int32)),
+            name=name,
+        )
+    titles = ctx.shared[name]
     column_ = list(titles.data["title"])
     for i in used:
         column_[i] = B.token_info(tok, i)
-    titles.data = dict(title=column_)
+    titles.data = dict(title=column_, nbytes=titles.data["nbytes"])
     return labels, titles
 
 
@@ -887,9 +1009,11 @@ def segmentation_runs(tok: Tokenizer, text: str, n_merges: int) -> tuple[dict, d
     """The distinct segmentations of ``text`` as k goes 0..``n_merges`` (``B.segment``):
     ``k`` (the first k of each), ``n`` (its tokens), ``bpt`` (bytes per token, as shown); and
     the tokens as runs: ``start`` (byte offset), ``id``, and the segmentations ``first`` to
-    ``last`` that hold it. Segmentation s is the runs with first <= s <= last, by start."""
+    ``last`` that hold it, with ``note`` (``B.part_note``). Segmentation s is the runs with
+    first <= s <= last, by start."""
     ranks = tok.ranks
-    n_bytes = len(B.clean_text(text).encode("utf-8"))
+    data = B.clean_text(text).encode("utf-8")
+    n_bytes = len(data)
     segs: dict[str, list] = {"k": [], "n": [], "bpt": []}
     runs: list[list[int]] = []
     alive: dict[tuple[int, int, int], list[int]] = {}
@@ -917,6 +1041,7 @@ def segmentation_runs(tok: Tokenizer, text: str, n_merges: int) -> tuple[dict, d
     runs.sort(key=lambda r: (r[0], r[2]))
     cols = {name: np.array([r[i] for r in runs], dtype=np.int32)
             for i, name in enumerate(("start", "id", "first", "last"))}  # fmt: skip
+    cols["note"] = [B.part_note(data, r[0], r[0] + len(tok.token_bytes(r[1]))) for r in runs]
     return segs, cols
 
 
@@ -926,7 +1051,7 @@ def _training_panel(ctx: Context, trace: B.TrainingTrace) -> tuple[Slider, dict,
     text = ctx.text[:SAMPLE_CHARS]
     segs, runs = segmentation_runs(tok, text, n)
     labels, titles = _labels(ctx, tok, {int(i) for i in runs["id"]})
-    rows = B.merge_rows(trace.merges)
+    rows = B.merge_rows(trace.merges, text=trace.text)
     curve = ColumnDataSource(
         data=dict(
             k=np.arange(n + 1, dtype=np.int32),
@@ -948,6 +1073,7 @@ def _training_panel(ctx: Context, trace: B.TrainingTrace) -> tuple[Slider, dict,
             left=np.array([m.pair[0] for m in trace.merges], dtype=np.int32),
             right=np.array([m.pair[1] for m in trace.merges], dtype=np.int32),
             count=np.array(rows["count"], dtype=np.int32),
+            note=rows["note"],
         ),
         name="bpe-merge-rows",
     )
@@ -960,19 +1086,24 @@ def _training_panel(ctx: Context, trace: B.TrainingTrace) -> tuple[Slider, dict,
         step=1,
         value=n,
         disabled=n == 0,
-        width=700 if classroom else 520,
+        sizing_mode="stretch_width",
+        max_width=700 if classroom else 520,
         name="bpe-k",
         stylesheets=[ctx.stylesheet],
     )
     sample = _div(ctx, sample_for(tok, ctx.text, n), "bpe-sample", name="bpe-sample")
     table = _div(ctx, table_for(rows, n), "bpe-merges", name="bpe-merges",
-                 width=620 if classroom else 480)  # fmt: skip
+                 sizing_mode="stretch_width", max_width=700 if classroom else 480,
+                 styles={"overflow-x": "auto"})  # fmt: skip
     templates = dict(
         span=token_span(_slot("id"), _slot("cls"), _slot("title"), _slot("label")),
         sample=sample_html(_slot("k"), _slot("n"), len(B.clean_text(text).encode("utf-8")),
                            _slot("bpt"), sample_more(ctx.text), [_slot("spans")]),
-        row=merge_row(*map(_slot, ("k", "rank", "pair", "token", "count")), current=False),
-        row_current=merge_row(*map(_slot, ("k", "rank", "pair", "token", "count")), current=True),
+        row=merge_row(*map(_slot, ("k", "rank", "pair", "token", "count")), current=False,
+                      part=_slot("part")),
+        row_current=merge_row(*map(_slot, ("k", "rank", "pair", "token", "count")),
+                              current=True, part=_slot("part")),
+        part=part_span(_slot("note")),
         table=merge_table(_slot("rows"), _slot("first"), _slot("last"), _slot("n")),
         no_merges=NO_MERGES,
     )  # fmt: skip
@@ -988,10 +1119,10 @@ def _training_panel(ctx: Context, trace: B.TrainingTrace) -> tuple[Slider, dict,
             _div(ctx, TRAINED_TITLE, "detail"),
             _div(ctx, PASTE_NOTE, "explain", "bpe-paste-note", name="bpe-paste-note"),
             _div(ctx, status_html(trace), "explain", "bpe-status", name="bpe-status"),
-            row(slider, *_steppers(ctx, slider, "bpe-k", "k")),
+            row(slider, *_steppers(ctx, slider, "bpe-k", "k"), sizing_mode="stretch_width"),
             _div(ctx, K_HINT, "caption"),
             sample,
-            row(table, column(bpt_fig, vocab_fig)),
+            row(table, column(bpt_fig, vocab_fig), sizing_mode="stretch_width"),
         ],
     )
 
@@ -1007,56 +1138,58 @@ def _steppers(ctx: Context, slider: Slider, name: str, what: str) -> list[Button
     return out
 
 
-def _encode_panel(ctx: Context) -> tuple[Slider, dict, list]:
-    """(the step slider, the callback's arguments, the panel's rows)."""
-    tok = ctx.tokenizer
-    block = int(ctx.config.get("block_size", 0)) or None
-    st = B.encode_steps(tok, ctx.text, block)
+def encode_notes(st: B.EncodeSteps, tok: Tokenizer) -> dict[str, list]:
+    """Every token the encode trace draws that holds only part of a character: its ``chunk``,
+    ``start`` (byte offset in the chunk), ``length`` (bytes) and ``note`` (``B.part_note``)."""
+    found: dict[tuple[int, int, int], str] = {}
+    for ci, (chunk, states) in enumerate(zip(st.chunks, st.states, strict=True)):
+        data = chunk.text.encode("utf-8")
+        for si, parts in enumerate(states):
+            if not st.animated[ci] and si == 0:
+                continue  # a long chunk before its step is one grey run
+            if not st.animated[ci]:
+                parts = parts[: (st.max_tokens or 0) + CUT_SHOWN]
+            start = 0
+            for tid, note in zip(parts, B.token_notes(tok, data, parts), strict=True):
+                n = len(tok.token_bytes(tid))
+                if note:
+                    found[(ci, start, n)] = note
+                start += n
+    keys = sorted(found)
+    return dict(
+        chunk=[c for c, _, _ in keys], start=[a for _, a, _ in keys],
+        length=[n for _, _, n in keys], note=[found[k] for k in keys],
+    )  # fmt: skip
+
+
+def encode_data(st: B.EncodeSteps, tok: Tokenizer) -> dict:
+    """What js/bpe.js draws the encode trace from: the steps' and chunks' columns, the notes
+    of tokens holding part of a character (``encode_notes``), the templates and limits."""
     n = st.n_steps
-    labels, titles = _labels(ctx, tok, {i for s in st.states for p in s for i in p})
     order = np.array(st.order, dtype=np.int32).reshape(-1, 2)
     moves = [st.chunks[ci].steps[j] if st.animated[ci] else None for ci, j in st.order]
-    steps = ColumnDataSource(
-        data=dict(
-            chunk=order[:, 0],
-            j=order[:, 1],
-            left=np.array([m.left if m else -1 for m in moves], dtype=np.int32),
-            right=np.array([m.right if m else -1 for m in moves], dtype=np.int32),
-            new=np.array([m.new if m else -1 for m in moves], dtype=np.int32),
-            position=np.array([m.position if m else -1 for m in moves], dtype=np.int32),
-            whole=np.array([bool(m and m.whole_chunk) for m in moves], dtype=bool),
-        ),
-        name="bpe-encode-steps",
+    steps = dict(
+        chunk=order[:, 0],
+        j=order[:, 1],
+        left=np.array([m.left if m else -1 for m in moves], dtype=np.int32),
+        right=np.array([m.right if m else -1 for m in moves], dtype=np.int32),
+        new=np.array([m.new if m else -1 for m in moves], dtype=np.int32),
+        position=np.array([m.position if m else -1 for m in moves], dtype=np.int32),
+        whole=np.array([bool(m and m.whole_chunk) for m in moves], dtype=bool),
+        note=[st.step_note(tok, s) for s in range(1, n + 1)],
     )
-    chunks = ColumnDataSource(
-        data=dict(
-            states=[[list(p) for p in s] for s in st.states],
-            animated=list(st.animated),
-            shown=[chunk_shown(c.text) for c in st.chunks],
-            pending=[
-                "" if a else pending_span(c.text, len(s[0]))
-                for c, s, a in zip(st.chunks, st.states, st.animated, strict=True)
-            ],
-        ),
-        name="bpe-chunks",
+    chunks = dict(
+        states=[[list(p) for p in s] for s in st.states],
+        animated=list(st.animated),
+        shown=[chunk_shown(c.text) for c in st.chunks],
+        pending=[
+            "" if a else pending_span(c.text, len(s[0]))
+            for c, s, a in zip(st.chunks, st.states, st.animated, strict=True)
+        ],
     )
-    final = [i for parts in st.frame(n) for i in parts]
-    segments = ColumnDataSource(data=dict(id=final), name="bpe-segments")
-    slider = Slider(
-        title="Encode step",
-        start=0,
-        end=max(n, 1),
-        step=1,
-        value=n,
-        disabled=n == 0,
-        width=560 if ctx.style.classroom else 420,
-        name="bpe-step",
-        stylesheets=[ctx.stylesheet],
-    )
-    text = _div(ctx, describe(st, tok, n), "explain", "bpe-step", name="bpe-step-text")
-    trace = _div(ctx, frame_html(st, tok, n), "bpe-trace", name="bpe-trace")
     templates = dict(
         span=token_span(_slot("id"), _slot("cls"), _slot("title"), _slot("label")),
+        part=part_span(_slot("note")),
         more=more_span(_slot("n")),
         chunk=chunk_html([_slot("spans")], active=False),
         chunk_active=chunk_html([_slot("spans")], active=True),
@@ -1066,21 +1199,56 @@ def _encode_panel(ctx: Context) -> tuple[Slider, dict, list]:
         head=step_head(_slot("step"), n, _slot("chunk"), len(st.chunks), _slot("shown"),
                        _slot("what")),
         merge=what_merge(_slot("left"), _slot("right"), _slot("new")),
+        step_note=step_note(_slot("note")),
         whole=what_whole(_slot("new")),
         long=WHAT_LONG,
         tail=final_tail(st),
     )  # fmt: skip
+    return dict(
+        steps=steps, chunks=chunks, pnotes=encode_notes(st, tok), T=templates,
+        cut_shown=CUT_SHOWN, max_tokens=st.max_tokens if st.max_tokens is not None else -1,
+    )  # fmt: skip
+
+
+def _encode_panel(ctx: Context) -> tuple[Slider, dict, list]:
+    """(the step slider, the callback's arguments, the panel's rows)."""
+    tok = ctx.tokenizer
+    block = int(ctx.config.get("block_size", 0)) or None
+    st = B.encode_steps(tok, ctx.text, block)
+    n = st.n_steps
+    labels, titles = _labels(ctx, tok, {i for s in st.states for p in s for i in p})
+    data = encode_data(st, tok)
+    sources = {
+        key: ColumnDataSource(data=data[key], name=name)
+        for key, name in (("steps", "bpe-encode-steps"), ("chunks", "bpe-chunks"),
+                          ("pnotes", "bpe-part-notes"))
+    }  # fmt: skip
+    final = [i for parts in st.frame(n) for i in parts]
+    segments = ColumnDataSource(data=dict(id=final), name="bpe-segments")
+    slider = Slider(
+        title="Encode step",
+        start=0,
+        end=max(n, 1),
+        step=1,
+        value=n,
+        disabled=n == 0,
+        sizing_mode="stretch_width",
+        max_width=700 if ctx.style.classroom else 520,
+        name="bpe-step",
+        stylesheets=[ctx.stylesheet],
+    )
+    text = _div(ctx, describe(st, tok, n), "explain", "bpe-step", name="bpe-step-text")
+    trace = _div(ctx, frame_html(st, tok, n), "bpe-trace", name="bpe-trace")
     args = dict(
-        sslider=slider, steps=steps, chunks=chunks, slabels=labels, stitles=titles,
-        segments=segments, trace=trace, text=text, T=templates, cut_shown=CUT_SHOWN,
-        max_tokens=st.max_tokens if st.max_tokens is not None else -1,
+        data, **sources, sslider=slider, slabels=labels, stitles=titles, segments=segments,
+        trace=trace, text=text,
     )  # fmt: skip
     return (
         slider,
         args,
         [
             _div(ctx, ENCODED_TITLE, "detail"),
-            row(slider, *_steppers(ctx, slider, "bpe-step", "step")),
+            row(slider, *_steppers(ctx, slider, "bpe-step", "step"), sizing_mode="stretch_width"),
             text,
             trace,
         ],

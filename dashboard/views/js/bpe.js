@@ -22,6 +22,12 @@ function token(id, cls, labels, titles) {
   });
 }
 
+// bpe.part_span: after a token holding only part of a character, which one (notes made in
+// Python, B.part_note)
+function part(note) {
+  return note ? fill_slots(T.part, {note: esc(note)}) : "";
+}
+
 // -- how the tokenizer was learned: k merges ----------------------------------------------------
 function merge_table(k) {
   const m = merges.data;
@@ -39,6 +45,7 @@ function merge_table(k) {
       pair: esc(`${label(m.left[i])}  +  ${label(m.right[i])}`), // B.merge_rows' pair
       token: esc(label(m.rank[i])),
       count: m.count[i].toLocaleString("en-US"), // Python's f"{count:,}"
+      part: part(m.note[i]),
     });
   }
   return fill_slots(T.table, {rows: body, first: lo + 1, last: hi, n: n});
@@ -53,7 +60,7 @@ function sample_at(k) {
   let i = 0;
   for (let x = 0; x < r.start.length; x++) {
     if (r.first[x] <= s && s <= r.last[x]) {
-      spans += token(r.id[x], `bpe-tok ${kind(r.id[x], i)}`, klabels, ktitles);
+      spans += token(r.id[x], `bpe-tok ${kind(r.id[x], i)}`, klabels, ktitles) + part(r.note[x]);
       i++;
     }
   }
@@ -77,6 +84,11 @@ function draw_step() {
   const final = s >= n;
   const html = [], ids = [];
   let index = 0; // token position in the final ids (the cut at the block size)
+  // notes of tokens holding part of a character, by chunk, byte offset and length
+  const pn = pnotes.data, notes = new Map();
+  for (let i = 0; i < pn.chunk.length; i++)
+    notes.set(`${pn.chunk[i]}:${pn.start[i]}:${pn.length[i]}`, pn.note[i]);
+  const nbytes = stitles.data.nbytes;
   ch.states.forEach((states, c) => {
     let parts;
     if (active === null || c > active[0]) parts = states[0];
@@ -91,6 +103,7 @@ function draw_step() {
       spans.push(ch.pending[c]); // a long chunk before its one step: one grey run
       parts = [];
     }
+    let at = 0; // byte offset of parts[j] in the chunk
     for (let j = 0; j < parts.length; j++) {
       if (!ch.animated[c] && j >= Math.max(max_tokens, 0) + cut_shown) {
         spans.push(fill_slots(T.more, {n: parts.length - j}));
@@ -100,7 +113,8 @@ function draw_step() {
       if (j === new_at) cls += " new";
       if (final && max_tokens >= 0 && index >= max_tokens) cls += " cut";
       if (final) index++;
-      spans.push(token(parts[j], cls, slabels, stitles));
+      spans.push(token(parts[j], cls, slabels, stitles) + part(notes.get(`${c}:${at}:${nbytes[parts[j]]}`)));
+      at += nbytes[parts[j]];
     }
     html.push(fill_slots(here ? T.chunk_active : T.chunk, {spans: spans.join("")}));
   });
@@ -115,7 +129,8 @@ function draw_step() {
       what = st.whole[s - 1]
         ? fill_slots(T.whole, {new: st.new[s - 1]})
         : fill_slots(T.merge, {left: esc(label(st.left[s - 1])), right: esc(label(st.right[s - 1])),
-                         new: st.new[s - 1]});
+                         new: st.new[s - 1]})
+          + (st.note[s - 1] ? fill_slots(T.step_note, {note: esc(st.note[s - 1])}) : "");
     }
     head = fill_slots(T.head, {step: s, chunk: c + 1, shown: esc(ch.shown[c]), what: what});
   }
