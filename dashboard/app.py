@@ -14,7 +14,9 @@ import html
 
 import panel as pn
 import param
+from panel.theme.base import Inherit
 from panel.theme.fast import Fast
+from panel.viewable import Viewable
 
 from dashboard import sessions
 from dashboard.state import ENV_CLASSROOM, SHELL_KEYS, SessionState, env_flag, state_class
@@ -41,12 +43,32 @@ window.location.assign(url.toString());
 """
 
 
+# Inside every widget and layout on a touch screen or a narrow one (static/anatomy.css has the
+# page's rules): taps of at least 40 px, button groups that wrap instead of running off the
+# screen, no 12 px text; on a narrow one nothing wider than its parent (a lesson's widths are
+# what it takes where there is room).
+PHONE_CSS = """@media (pointer: coarse), (max-width: 800px), (max-height: 500px) {
+.bk-btn, .bk-input, select.bk-input { min-height: 40px; font-size: 15px; }
+.bk-btn-group { flex-wrap: wrap; }
+.bk-btn-group > .bk-btn { flex: 1 0 auto; }
+.noUi-handle { width: 28px !important; height: 28px !important; }
+.bk-spin-btn { display: none !important; }
+}
+@media (max-width: 800px), (max-height: 500px) {
+:host { max-width: calc(100% - 10px) !important; min-width: 0 !important; }
+:host(.bk-Row) { flex-wrap: wrap !important; }
+:host > div { max-width: 100% !important; min-width: 0 !important; }
+}"""
+
+
 class OfflineFast(Fast):
     """Panel's Fast design without its Google web font: the page makes no request outside
     the server (a classroom may have no internet, and a failed font load is a console error).
     """
 
     _resources = {k: v for k, v in Fast._resources.items() if k != "font"}
+    # every widget's shadow root gets the narrow-screen rules (page CSS cannot reach inside)
+    modifiers = {**Fast.modifiers, Viewable: {"stylesheets": [Inherit, PHONE_CSS]}}
 
 
 # Panel locates a design's bundled files (fast/js/fast_design.js) by its class name.
@@ -85,6 +107,7 @@ class Shell(pn.viewable.Viewer):
         )
         two_way(self.model, s, "model")
         self.nav = chapter_nav(s)
+        self.menu = lesson_menu(s)
         self.about = text_pane("", "explain", "lesson-about", sizing_mode="stretch_width")
         self.previous = pn.widgets.Button(color="light", css_classes=["lesson-previous"])
         self.next = pn.widgets.Button(color="light", css_classes=["lesson-next"])
@@ -219,8 +242,11 @@ class Shell(pn.viewable.Viewer):
 
     @property
     def sidebar(self) -> list:
+        # On a narrow screen (static/anatomy.css) the sidebar becomes the top of one column:
+        # the menu replaces the chapter buttons, and the keyboard hint is hidden.
         return [
-            labelled("Lessons", self.nav),
+            labelled("Lessons", self.nav, "lesson-nav"),
+            self.menu,
             self.export_button,
             self.text,
             self.model,
@@ -228,6 +254,7 @@ class Shell(pn.viewable.Viewer):
                 "<p class='hint'>← → step through the tokens, ↑ ↓ through the lessons. "
                 "The address bar always holds a link to exactly this view.</p>",
                 "caption",
+                "keys-hint",
             ),
         ]
 
@@ -274,6 +301,22 @@ def chapter_nav(state: SessionState) -> pn.Column:
     return pn.Column(*rows, margin=0, sizing_mode="stretch_width")
 
 
+def lesson_menu(state: SessionState) -> pn.widgets.Select:
+    """The lessons as one drop-down, grouped by chapter: the navigation of a narrow screen."""
+    menu = OptionSelect(
+        label="Lesson",
+        groups={
+            chapter: {LESSONS[n].title: n for n in names}
+            for chapter, names in registry.chapters().items()
+        },
+        value=state.lesson,
+        sizing_mode="stretch_width",
+        css_classes=["lesson-menu"],
+    )
+    two_way(menu, state, "lesson")
+    return menu
+
+
 def build_template(shell: Shell) -> pn.template.FastListTemplate:
     """The page: the FastList template, themed for the normal or the classroom mode."""
     classroom = shell.state.classroom
@@ -286,6 +329,7 @@ def build_template(shell: Shell) -> pn.template.FastListTemplate:
         accent_base_color="#ffd400" if classroom else "#0969da",
         header_background="#000000" if classroom else "#0b3d91",
         sidebar_width=460 if classroom else 330,
+        meta_viewport="width=device-width, initial-scale=1",
         main_layout=None,
         # Panel's busy spinner is process-wide: every event of every session would update
         # every session's spinner (40 students: 40 updates per keystroke), and it would tell a

@@ -23,7 +23,8 @@ from bokeh.embed.elements import html_page_for_render_items
 from bokeh.embed.util import standalone_docs_json_and_render_items
 from bokeh.events import DocumentReady
 from bokeh.layouts import column
-from bokeh.models import Column, CustomJS, InlineStyleSheet, TabPanel, Tabs
+from bokeh.model import Model
+from bokeh.models import Column, CustomJS, InlineStyleSheet, LayoutDOM, Plot, TabPanel, Tabs
 from bokeh.resources import INLINE
 
 from dashboard.views import registry
@@ -199,10 +200,10 @@ def build_snapshot(
         sizing_mode="stretch_width",
     )
     tabs.js_on_change("active", CustomJS(args=dict(tabs=tabs, layouts=layouts), code=OPEN_TAB))
+    root = Column(header, tabs, name="snapshot", stylesheets=[sheet], sizing_mode="stretch_width")
+    styled(root, layouts, sheet)
     doc = Document()
-    doc.add_root(
-        Column(header, tabs, name="snapshot", stylesheets=[sheet], sizing_mode="stretch_width")
-    )
+    doc.add_root(root)
     for cb in ctx.shared.get("ready", []):
         doc.js_on_event(DocumentReady, cb)
     return inline_html(doc, f"Transformer Anatomy: {ctx.model} snapshot", page_css)
@@ -260,6 +261,19 @@ def export_snapshot(out: str | os.PathLike, text: str, **options) -> Path:
     """Build the snapshot (see :func:`build_snapshot` for ``options``) and write it to
     ``out``. Nothing is written unless the whole page was built."""
     return write_snapshot(build_snapshot(text, **options), out)
+
+
+def styled(root: Model, layouts: Sequence[Model], sheet: InlineStyleSheet) -> None:
+    """Give every layout, text and widget of the page the shadow-root style sheet, not only the
+    ones the lessons built with it: its narrow-screen rules (rows that wrap, nothing wider than
+    the window, 40 px taps) must reach every row of every lesson (export/css/shadow.css)."""
+    for model in {m for top in (root, *layouts) for m in top.references()}:
+        if isinstance(model, LayoutDOM) and sheet not in model.stylesheets:
+            model.stylesheets = [*model.stylesheets, sheet]
+        # A figure that scales to the width would shrink to nothing beside fixed siblings in a
+        # Bokeh row: its full width is also its least (the narrow rules lift that minimum).
+        if isinstance(model, Plot) and model.sizing_mode == "scale_width" and model.max_width:
+            model.min_width = model.max_width
 
 
 def _lesson(ctx: Context, lesson: registry.Lesson):

@@ -192,13 +192,17 @@ def model_get(page, name: str, prop: str):
     return page.evaluate("([n, p]) => Bokeh.documents[0].get_model_by_name(n)[p]", [name, prop])
 
 
-def open_offline(browser, path, ready: str, viewport=(1600, 1200)):
+def open_offline(browser, path, ready: str, viewport=(1600, 1200), touch: bool = False):
     """Open a snapshot from file:// as a person would, offline: every request recorded
     (``page.requests``) and all but the file itself aborted, console errors and dialogs
     recorded (``page.errors``, ``page.dialogs``). Returns once ``ready``, a JavaScript
     expression over ``doc`` (the page's Bokeh document), is true; ``page.opened_in`` is the
-    seconds that took."""
-    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    seconds that took. ``touch``: in a phone's or tablet's browser (touch, mobile viewport)."""
+    size = {"width": viewport[0], "height": viewport[1]}
+    if touch:  # a phone's or a tablet's browser
+        page = browser.new_context(viewport=size, is_mobile=True, has_touch=True).new_page()
+    else:
+        page = browser.new_page(viewport=size)
     url = page.url_ = path.as_uri()
     page.requests, page.dialogs = [], []
     record_errors(page)
@@ -218,3 +222,70 @@ def open_offline(browser, path, ready: str, viewport=(1600, 1200)):
     )
     page.opened_in = time.perf_counter() - t0
     return page
+
+
+# Every element (shadow roots included) whose box reaches past the viewport's right edge, the
+# innermost first: what a phone would have to scroll sideways to see.
+JS_OVERFLOW = """
+() => {
+  const width = document.documentElement.clientWidth, out = [];
+  const walk = (root) => {
+    for (const el of root.querySelectorAll("*")) {
+      if (el.shadowRoot) walk(el.shadowRoot);
+      const r = el.getBoundingClientRect();
+      if (String(el.className).includes("GlyphRenderer")) continue;
+      if (r.width > 0 && r.right > width + 1 && getComputedStyle(el).visibility !== "hidden") {
+        const name = el.tagName.toLowerCase() + (el.className && el.className.baseVal === undefined
+          ? "." + String(el.className).trim().split(/\\s+/).join(".") : "");
+        out.push(`${name} right=${Math.round(r.right)} width=${Math.round(r.width)}`);
+      }
+    }
+  };
+  walk(document);
+  return {scroll: document.documentElement.scrollWidth, width, over: out.slice(0, 12)};
+}
+"""
+
+
+def overflow(page) -> dict:
+    """The page's scroll width, its viewport width and up to 12 elements reaching past it."""
+    return page.evaluate(JS_OVERFLOW)
+
+
+# Text a person reads (an element with text of its own, shown) smaller than ``min_px``, and tap
+# targets (buttons, inputs, menus, token chips) smaller than ``min_tap`` in either direction.
+JS_SMALL = """
+([minPx, minTap]) => {
+  const text = [], taps = [];
+  const shown = (el, r) =>
+    r.width > 0 && r.height > 0 && getComputedStyle(el).visibility !== "hidden";
+  const said = (el) => (el.textContent || el.value || "").trim().slice(0, 30);
+  const walk = (root) => {
+    for (const el of root.querySelectorAll("*")) {
+      if (el.shadowRoot) walk(el.shadowRoot);
+      const r = el.getBoundingClientRect();
+      if (!shown(el, r)) continue;
+      // a plot's own labels (axes, legends) follow the plot's theme; super/subscripts are small
+      const host = el.getRootNode().host;
+      const inPlot = host && host.closest(".bk-Figure, .bk-Legend, [class*='Legend']");
+      const own = !inPlot && !["SUP", "SUB"].includes(el.tagName) &&
+        Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
+      const size = parseFloat(getComputedStyle(el).fontSize);
+      if (own && size < minPx) text.push(`${el.tagName.toLowerCase()} ${size}px "${said(el)}"`);
+      const tappable = ["BUTTON", "SELECT", "TEXTAREA"].includes(el.tagName) ||
+        (el.tagName === "INPUT" && el.type !== "hidden");
+      if (tappable && (r.height < minTap - 0.5 || r.width < minTap - 0.5)) {
+        const size = `${Math.round(r.width)}x${Math.round(r.height)}`;
+        taps.push(`${el.tagName.toLowerCase()} ${size} "${said(el)}"`);
+      }
+    }
+  };
+  walk(document);
+  return {text: text.slice(0, 12), taps: taps.slice(0, 12)};
+}
+"""
+
+
+def small_things(page, min_px: float = 14, min_tap: float = 40) -> dict:
+    """Up to 12 texts smaller than ``min_px`` and 12 tap targets smaller than ``min_tap``."""
+    return page.evaluate(JS_SMALL, [min_px, min_tap])

@@ -402,7 +402,7 @@ def test_classroom_renders_large_text(browser, tmp_path, snapshot):
     for selector in (".snap-info", ".bk-tab", ".explain"):
         assert _font_px(page, selector) >= 2 * _font_px(normal, selector), selector
     axis = "(n) => Bokeh.documents[0].get_model_by_name(n).left[0].major_label_text_font_size"
-    assert int(page.evaluate(axis, "heatmap")[:-2]) >= 2 * int(
+    assert float(page.evaluate(axis, "heatmap")[:-2]) >= 2 * float(
         normal.evaluate(axis, "heatmap")[:-2]
     )
     background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
@@ -514,3 +514,39 @@ def test_typed_values_are_read_as_the_python_lesson_reads_them(page):
         got = model_data(page, "precision-formats", "bits")[0]  # fp32, exact for these
         assert got == _bits(want, np.float32, np.uint32), text
     assert page.errors == []
+
+
+def test_only_the_causal_mask_is_painted_in_the_masked_colour(browser, tmp_path, engine):
+    """A 128-token text whose layer 2, head 1 gives many allowed keys a probability far below
+    1e-12: in the heatmap and in every tile of the grid, the cells painted in the masked colour
+    are exactly the ones above the diagonal; the tiny ones take the palette's lowest colour."""
+    from dashboard.views.plots import NORMAL, PROB_PALETTE
+    from tests.matrix_support import TINY_TEXT, drawn_colours, painted, text_of
+
+    text = text_of(engine, TINY_TEXT, 128)
+    f = engine.run(engine.default_model, engine.tokenizer(engine.default_model).encode(text))
+    n_layer, n_head, t, _ = f.attn_probs.shape
+    above = np.triu(np.ones((t, t), bool), 1)
+    tiny = (f.attn_probs[2, 1] < 1e-12) & ~above
+    assert tiny.sum() > 50  # the case that went grey
+    path = tmp_path / "long.html"
+    export_snapshot(path, text, lessons="attention", options=dict(layer=2, head=1))
+    tiled = 'doc.get_model_by_name("grid").renderers[0].data_source.data.image[0].length > 1'
+    page = open_offline(browser, path, tiled)
+    heat = drawn_colours(page, "heatmap")
+    np.testing.assert_array_equal(painted(heat, NORMAL.masked), above)
+    assert painted(heat, PROB_PALETTE[0])[tiny].all()
+    # another head and back: the page redraws the same way
+    _set(page, "attention-head", "active", 0)
+    _set(page, "attention-head", "active", 1)
+    np.testing.assert_array_equal(painted(drawn_colours(page, "heatmap"), NORMAL.masked), above)
+    grid = drawn_colours(page, "grid")
+    gap = model_data(page, "grid-meta", "gap")[0]
+    want = np.zeros(grid.shape[:2], bool)
+    for lay in range(n_layer):
+        for h in range(n_head):
+            y, x = lay * (t + gap), h * (t + gap)
+            want[y : y + t, x : x + t] = above
+    np.testing.assert_array_equal(painted(grid, NORMAL.masked), want)
+    assert page.errors == []
+    page.close()

@@ -138,3 +138,70 @@ def test_the_attention_detail_is_the_dashboards_text(page, engine, layer, query,
     d = query_detail(f.attn_scores[layer, 2], f.attn_probs[layer, 2], query, key)
     assert got == "".join(detail_html(state.labels, d, query, key))
     assert page.errors == []
+
+
+@pytest.mark.parametrize(("classroom", "n"), [(False, 32), (False, 17), (True, 32)])
+def test_every_row_and_column_of_a_short_text_is_labelled(browser, tmp_path, engine, classroom, n):
+    """Up to 32 tokens each of the four matrices names every row and column, and at the
+    figures' size Bokeh paints every label, none overlapping its neighbour."""
+    from tests.matrix_support import SHORT_TEXT, assert_every_token_labelled, text_of
+
+    path = tmp_path / "short.html"
+    export_snapshot(path, text_of(engine, SHORT_TEXT, n), lessons="mask", classroom=classroom)
+    size = (1920, 1080) if classroom else (1600, 1200)
+    page = open_offline(browser, path, 'doc.get_model_by_name("mask-story").text.length > 0', size)
+    page.wait_for_timeout(300)
+    for name in ("mask-allowed", "mask-scores", "mask-masked", "mask-probs"):
+        assert_every_token_labelled(page, name, n)
+    assert page.errors == []
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_page(browser, tmp_path_factory, engine):
+    """The mask lesson on a 128-token text whose layer 2, head 1 gives many allowed keys a
+    probability far below 1e-12."""
+    from tests.matrix_support import TINY_TEXT, text_of
+
+    path = tmp_path_factory.mktemp("snap") / "tiny.html"
+    text = text_of(engine, TINY_TEXT, 128)
+    export_snapshot(path, text, lessons="mask", options=dict(layer=2, head=1))
+    page = open_offline(browser, path, 'doc.get_model_by_name("mask-story").text.length > 0')
+    page.text = text
+    yield page
+    page.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "pad", "fill"), [(0, 2, 0), (2, 2, 0), (3, 3, 0), (3, 3, 1)]
+)  # causal; sliding window; padded batch with −∞ and with −10⁹
+def test_the_softmax_paints_exactly_the_removed_keys_masked(tiny_page, engine, kind, pad, fill):
+    """In the softmax, a key the mask removed is painted in the masked colour and every key
+    it keeps in the palette, however tiny its probability; a row with no key left shows what
+    its fill gives instead (NaN with −∞, a uniform row with −10⁹)."""
+    from dashboard.views.plots import NORMAL, PROB_PALETTE
+    from tests.matrix_support import drawn_colours, painted
+
+    page = tiny_page
+    _set(page, "mask-window", "value", 3)
+    _set(page, "mask-pad", "value", pad)
+    _set(page, "mask-fill", "active", fill)
+    _set(page, "mask-kind", "active", kind)
+    colours = drawn_colours(page, "mask-probs")
+    t = colours.shape[0]
+    i, j = np.indices((t, t))
+    allowed = {0: j <= i, 2: (j <= i) & (j > i - 3), 3: (j <= i) & (j >= pad)}[kind]
+    keeps_a_key = allowed.any(1)[:, None]
+    np.testing.assert_array_equal(painted(colours, NORMAL.masked), ~allowed & keeps_a_key)
+    if kind == 0:  # the tiniest probabilities (torch's softmax) take the palette's lowest colour
+        model = engine.default_model
+        f = engine.run(model, engine.tokenizer(model).encode(page.text))
+        scores = torch.from_numpy(f.attn_scores[2, 1].astype(np.float64))
+        want = torch.softmax(scores.masked_fill(~torch.from_numpy(allowed), -np.inf), -1).numpy()
+        tiny = allowed & (want < 1e-12)
+        assert tiny.sum() > 50
+        assert painted(colours, PROB_PALETTE[0])[tiny].all()
+    if kind == 3:
+        empty = np.broadcast_to(~keeps_a_key, (t, t))
+        assert painted(colours, NORMAL.nan)[empty].all() == (fill == 0)
+    assert page.errors == []

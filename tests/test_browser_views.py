@@ -382,3 +382,66 @@ def test_a_lesson_shown_again_has_caught_up(server, browser):
     assert page.locator("textarea").first.is_visible()
     assert page.errors == []
     page.close()
+
+
+@pytest.mark.parametrize("classroom", [False, True])
+def test_every_row_and_column_of_a_short_texts_mask_matrices_is_labelled(
+    server, browser, classroom
+):
+    """A text of up to 32 tokens: each of the four mask matrices names every row and column
+    (the story's "rows 0, 1 have no key left" must point at labelled rows), and at the
+    figures' size Bokeh paints every one of those labels, none overlapping its neighbour."""
+    from tests.matrix_support import SHORT_TEXT, assert_every_token_labelled, text_of
+
+    engine = Engine(STATIC_DIR)
+    size = (1920, 1080) if classroom else (1600, 1200)
+    for n in (32, 17):
+        text = text_of(engine, SHORT_TEXT, n)
+        query = urllib.parse.urlencode(
+            {"lesson": "mask", "text": text, "classroom": str(classroom).lower()}
+        )
+        page = open_page(browser, f"{server}?{query}", *size, ready="mask-probs-labels")
+        page.wait_for_timeout(300)  # the figures' layout after the last patch
+        for name in ("mask-allowed", "mask-scores", "mask-masked", "mask-probs"):
+            assert_every_token_labelled(page, name, n)
+        assert page.errors == []
+        page.close()
+
+
+def test_only_the_causal_mask_is_drawn_in_the_masked_colour(server, browser):
+    """A 128-token text whose layer 2, head 1 gives many allowed keys a probability far below
+    1e-12: in the heatmap and in every tile of the grid, the cells painted in the masked colour
+    are exactly the ones above the diagonal."""
+    from dashboard.views.plots import NORMAL, PROB_PALETTE
+    from tests.matrix_support import TINY_TEXT, drawn_colours, painted, text_of
+
+    engine = Engine(STATIC_DIR)
+    text = text_of(engine, TINY_TEXT, 128)
+    f = engine.run(engine.default_model, engine.tokenizer(engine.default_model).encode(text))
+    t = f.attn_probs.shape[-1]
+    above = np.triu(np.ones((t, t), bool), 1)
+    assert ((f.attn_probs[2, 1] < 1e-12) & ~above).sum() > 50  # the case that went grey
+    query = urllib.parse.urlencode({"text": text, "layer": 2, "head": 1})
+    page = open_page(browser, f"{server}?{query}")
+    page.wait_for_function(
+        "() => Bokeh.documents.map(d => d.get_model_by_name('heatmap-image')).find(x => x)"
+        ".data.image[0].length === 128 * 128",
+        timeout=10_000,
+    )
+    page.wait_for_timeout(300)
+    heat = drawn_colours(page, "heatmap")
+    np.testing.assert_array_equal(painted(heat, NORMAL.masked), above)
+    # the tiniest allowed probabilities take the palette's lowest colour
+    tiny = (f.attn_probs[2, 1] < 1e-12) & ~above
+    assert painted(heat, PROB_PALETTE[0])[tiny].all()
+    grid = drawn_colours(page, "grid")
+    n_layer, n_head = f.attn_probs.shape[:2]
+    gap = model_data(page, "grid-meta", "gap")[0]
+    want = np.zeros(grid.shape[:2], bool)
+    for lay in range(n_layer):
+        for h in range(n_head):
+            y, x = lay * (t + gap), h * (t + gap)
+            want[y : y + t, x : x + t] = above
+    np.testing.assert_array_equal(painted(grid, NORMAL.masked), want)
+    assert page.errors == []
+    page.close()

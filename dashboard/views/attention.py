@@ -15,7 +15,7 @@ import param
 from bokeh.layouts import column, row
 from bokeh.models import ColumnDataSource, RadioButtonGroup
 
-from dashboard.lessons.attention import STAGES, head_stage, query_detail
+from dashboard.lessons.attention import STAGES, head_stage, mask_matrix, query_detail
 from dashboard.views.offline import Context, callback, div, index_buttons
 from dashboard.views.plots import (
     PROB_PALETTE,
@@ -53,6 +53,12 @@ PICK_HINT = (  # the dashboard's only: the snapshot has no keyboard stepping
     "<p class='hint'>Click a cell of the heatmap to pick a query and key; "
     "← → step through the queries.</p>"
 )
+
+
+def stage_mask(stage: str, t: int):
+    """The causal mask the model used, for the stages it applies to (``None`` for the scores
+    before it): the heatmap draws the keys it removed in the masked colour."""
+    return None if stage == "scaled" else mask_matrix("causal", t)
 
 
 def detail_html(labels: list[str], d: dict, query: int, key: int) -> tuple[str, str]:
@@ -99,18 +105,15 @@ class AttentionLesson(LessonView):
         # stretch_width (what its children ask for) within the column's width; a fixed width
         # here too would only make Panel warn and turn it into this min_width
         self._controls = pn.FlexBox(
-            head_controls(s),
-            labelled("Stage", stage),
-            margin=0,
-            sizing_mode="stretch_width",
-            min_width=width,
+            head_controls(s), labelled("Stage", stage), margin=0, sizing_mode="stretch_width"
         )
         self._layout = pn.FlexBox(
             pn.Column(
                 self._controls,
                 pn.pane.Bokeh(self._heatmap.figure, margin=(5, 5)),
                 margin=0,
-                width=width,
+                sizing_mode="stretch_width",
+                max_width=width,  # narrower on a phone: the figures scale to the width
             ),
             pn.Column(
                 text_pane("<h3>The selected query</h3>", "detail", margin=(0, 10)),
@@ -118,7 +121,8 @@ class AttentionLesson(LessonView):
                 self._pair,
                 self._top,
                 margin=0,
-                width=style.detail[0] + 20,  # fixed: long text wraps instead of widening it
+                sizing_mode="stretch_width",
+                max_width=style.detail[0] + 20,  # long text wraps instead of widening it
                 css_classes=["detail"],
             ),
             pn.Column(
@@ -129,9 +133,11 @@ class AttentionLesson(LessonView):
                     "different ways.",
                     "caption",
                     margin=(0, 10),
-                    width=self._grid.size,
+                    sizing_mode="stretch_width",
                 ),
                 margin=0,
+                sizing_mode="stretch_width",
+                max_width=self._grid.size + 10,
             ),
             gap="10px",
             sizing_mode="stretch_width",
@@ -158,6 +164,7 @@ class AttentionLesson(LessonView):
             head_stage(scaled, probs, s.stage),
             s.labels,
             selected=(s.query, s.key),
+            allowed=stage_mask(s.stage, len(probs)),
             title=f"Layer {s.layer}, head {s.head}: {STAGES[s.stage]}",
         )
         self._grid.select(s.layer, s.head)
@@ -168,7 +175,9 @@ class AttentionLesson(LessonView):
     def _draw_grid(self) -> None:
         s = self.state
         if s.forward is not None:
-            self._grid.update(s.forward.attn_probs, s.labels, s.layer, s.head)
+            probs = s.forward.attn_probs
+            causal = mask_matrix("causal", probs.shape[-1])
+            self._grid.update(probs, s.labels, s.layer, s.head, allowed=causal)
 
     @param.depends("state.query", "state.key", watch=True)
     @draws
@@ -224,6 +233,7 @@ def snapshot(ctx: Context):
         head_stage(scaled, probs, st),
         ctx.labels,
         selected=(q, k),
+        allowed=stage_mask(st, t),
         title=f"Layer {l_}, head {h_}: {STAGES[st]}",
     )
     grid = HeadGrid(style, style.grid, title="Every layer and head (click to select)")
@@ -247,6 +257,7 @@ def snapshot(ctx: Context):
         stages=stages,
         stage_labels=list(STAGES.values()),
         image=heatmap.source,
+        removed=heatmap.removed,
         labels=ctx.labels,
         bar_titles=bar_titles,
         mapper=heatmap.mapper,
@@ -255,6 +266,7 @@ def snapshot(ctx: Context):
         grid_sel=grid.selection,
         grid_meta=grid.meta,
         grid_src=grid.source,
+        grid_removed=grid.removed,
         bars=bars.source,
         bars_fig=bars.figure,
         picked=picked,

@@ -68,14 +68,15 @@ class TokenChips(JSComponent):
           max-height: var(--chips-max-height, none); overflow-y: auto; position: relative;
         }
         .chip {
-          display: inline-flex; align-items: baseline; gap: 0.35em; cursor: pointer;
+          display: inline-flex; align-items: var(--chip-align, baseline); gap: 0.35em;
+          cursor: pointer; min-height: var(--chip-min-height, auto); box-sizing: border-box;
           font: inherit; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
           padding: 0.15em 0.45em; border-radius: 0.4em; line-height: 1.25;
           border: 1px solid var(--chip-border, #c9d1d9);
           background: var(--chip-bg, #f6f8fa); color: var(--chip-fg, #1f2328);
           white-space: pre; unicode-bidi: isolate;
         }
-        .chip .tid { font-size: 0.7em; opacity: 0.7; }
+        .chip .tid { font-size: var(--tid-size, 0.7em); opacity: 0.7; }
         .chip.selected {
           background: var(--chip-sel-bg, #0969da); color: var(--chip-sel-fg, #ffffff);
           border-color: var(--chip-sel-bg, #0969da);

@@ -65,19 +65,22 @@ def mask_plots(style) -> dict[str, MatrixPlot]:
     """The lesson's four matrices, in both homes: the mask, the raw scores, the masked scores
     and the softmax. In classroom mode they sit in one row (to fit a projector): they share
     the first one's y axis and one x axis title, and the raw scores share the colour bar of
-    the masked ones."""
+    the masked ones. A short text has every row and column labelled (the story names rows)."""
     row = style.classroom
+    small = dict(style=style, size=style.small, label_all=True)
     plots = {
-        "allowed": MatrixPlot(style, style.small, kind="mask", name="mask-allowed"),
+        "allowed": MatrixPlot(**small, kind="mask", name="mask-allowed"),
         "scores": MatrixPlot(
-            style, style.small, kind="scores", name="mask-scores", y_axis=not row, colorbar=not row
+            **small, kind="scores", name="mask-scores", y_axis=not row, colorbar=not row
         ),
-        "masked": MatrixPlot(style, style.small, kind="scores", name="mask-masked", y_axis=not row),
-        "probs": MatrixPlot(style, style.small, kind="probs", name="mask-probs", y_axis=not row),
+        "masked": MatrixPlot(**small, kind="scores", name="mask-masked", y_axis=not row),
+        "probs": MatrixPlot(**small, kind="probs", name="mask-probs", y_axis=not row),
     }
     if row:
         for plot in list(plots.values())[1:]:
             plot.figure.xaxis.axis_label = None
+    for plot in plots.values():  # side by side: one label font for the four
+        plot.label_peers = list(plots.values())
     return plots
 
 
@@ -218,7 +221,7 @@ class MaskLesson(LessonView):
         self._mask.update(allowed.astype(float), s.labels, sel, title=titles[0])
         self._scores.update(scaled, s.labels, sel, title=titles[1])
         self._masked.update(masked, s.labels, sel, allowed=allowed, title=titles[2])
-        self._probs.update(probs, s.labels, sel, title=titles[3])
+        self._probs.update(probs, s.labels, sel, allowed=allowed, title=titles[3])
         self._story.object = self._fill_story(scaled, allowed)
 
     @param.depends("state.query", "state.key", watch=True)
@@ -297,7 +300,7 @@ def snapshot(ctx: Context):
     plots["allowed"].update(allowed.astype(float), ctx.labels, sel, title=titles[0])
     plots["scores"].update(scaled, ctx.labels, sel, title=titles[1])
     plots["masked"].update(masked, ctx.labels, sel, allowed=allowed, title=titles[2])
-    plots["probs"].update(probs, ctx.labels, sel, title=titles[3])
+    plots["probs"].update(probs, ctx.labels, sel, allowed=allowed, title=titles[3])
     explain = div(ctx, "", "explain", name="mask-explain")
     story = div(ctx, "", "explain", name="mask-story")
     args = dict(
@@ -317,6 +320,7 @@ def snapshot(ctx: Context):
         masked_src=plots["masked"].source,
         masked_mapper=plots["masked"].mapper,
         probs_src=plots["probs"].source,
+        probs_removed=plots["probs"].removed,
         explain=explain,
         story=story,
         texts=[explain_mask(k, style.accent) for k in kinds],

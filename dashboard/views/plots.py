@@ -2,8 +2,9 @@
 
 Each plot is created once per browser session and then updated in place (new data in its
 ``ColumnDataSource``), so an edit sends a small patch to the browser instead of a new plot.
-Every matrix is one ``image`` glyph, whatever its size. Token text reaches the page only as
-canvas tick labels and through hover formatters that return it as text, never as HTML.
+Every matrix is one ``image`` glyph, whatever its size (and one more, of bytes, painting the
+keys its mask removed). Token text reaches the page only as canvas tick labels and through
+hover formatters that return it as text, never as HTML.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from bokeh.models import (
     FixedTicker,
     HoverTool,
     LinearColorMapper,
+    NoOverlap,
     Range1d,
 )
 from bokeh.palettes import RdBu11, Viridis256, interp_palette
@@ -28,6 +30,12 @@ from bokeh.plotting import figure
 
 SCORE_PALETTE = tuple(interp_palette(RdBu11, 256))  # blue negative, white 0, red positive
 PROB_PALETTE = Viridis256
+CLEAR = "rgba(0, 0, 0, 0)"  # paints nothing
+# Up to this many tokens a mask-lesson matrix labels every row and column (its story names
+# rows by number), in a smaller font and with labels cut to SHORT_LABEL characters where the
+# style's do not fit; the hover always has the whole token.
+LABEL_ALL = 32
+SHORT_LABEL = 8
 
 
 @dataclass(frozen=True)
@@ -115,9 +123,29 @@ def plot_style(classroom: bool) -> PlotStyle:
     return CLASSROOM if classroom else NORMAL
 
 
-def tick_label(label: str, style: PlotStyle) -> str:
-    """``label`` cut to the style's axis length: long tokens would push the plot off screen."""
-    return label if len(label) <= style.max_label else label[: style.max_label - 1] + "…"
+def tick_label(label: str, style: PlotStyle, chars: int | None = None) -> str:
+    """``label`` cut to the style's axis length (or ``chars``): long tokens would push the plot
+    off screen."""
+    chars = style.max_label if chars is None else chars
+    return label if len(label) <= chars else label[: chars - 1] + "…"
+
+
+def _px(size: str) -> int:
+    return int(size.removesuffix("px"))
+
+
+# How tick labels take room, for fitting them (MatrixPlot._frame_side): a label's box is about
+# LINE × its font size tall, a character about CHAR × wide (measured on system-ui and
+# Helvetica), an axis's ticks and the gaps beside its labels TICK_ROOM px, and an axis title
+# may be drawn AXIS_TITLE times the style's size (Panel's theme writes 1.25em over the 13px
+# default). Labels whose boxes overlap by up to LABEL_OVERLAP px are all drawn (a taller font's
+# line spacing, not its ink); by more (a phone's narrower figure), some are left out.
+LINE = 1.15
+CHAR = 0.58
+LABEL_OVERLAP = 2
+TICK_ROOM = 18
+AXIS_TITLE = 1.3
+MIN_FONT = 5
 
 
 def query_title(label: str, style: PlotStyle) -> str:
@@ -136,13 +164,17 @@ def next_token_title(label: str, style: PlotStyle, temperature: str = "{T}") -> 
 
 
 def styled_figure(style: PlotStyle, width: int, height: int, title: str, **kw) -> figure:
+    """A figure of the theme's fonts and colours, ``width`` × ``height`` where there is room and
+    scaled down to the width there is (a phone), keeping its shape."""
     fig = figure(
         width=width,
         height=height,
+        max_width=width,
+        aspect_ratio=width / height,
         title=title,
         tools="",
         toolbar_location=None,
-        sizing_mode="fixed",
+        sizing_mode="scale_width",
         background_fill_color=style.background,
         border_fill_color=style.background,
         outline_line_color=None,
@@ -168,11 +200,28 @@ def style_axis(axis, style: PlotStyle) -> None:
     axis.minor_tick_line_color = None
 
 
-def image_with_outline(fig, source, mapper, selection, style: PlotStyle, line_width: int):
-    """One image glyph for a whole matrix, and an outline rectangle marking the selection."""
+def image_with_outline(
+    fig, source, mapper, selection, style: PlotStyle, line_width: int, removed=None
+):
+    """One image glyph for a whole matrix, and an outline rectangle marking the selection.
+    ``removed`` (a source like ``source`` holding 1 where the mask removed a cell, else 0) is
+    drawn over it in the masked colour: a probability says nothing about the mask (a tiny one
+    and a masked one may both be 0.0), so the mask is drawn from the mask itself."""
     glyph = fig.image(
         image="image", x="x", y="y", dw="dw", dh="dh", source=source, color_mapper=mapper
     )
+    if removed is not None:
+        fig.image(
+            image="image",
+            x="x",
+            y="y",
+            dw="dw",
+            dh="dh",
+            source=removed,
+            color_mapper=LinearColorMapper(
+                palette=[style.masked], low=0.5, high=1, low_color=CLEAR, nan_color=CLEAR
+            ),
+        )
     fig.rect(
         x="x",
         y="y",
@@ -220,6 +269,21 @@ def set_ticks(axis, ticks: Sequence[float]) -> None:
         axis.ticker = FixedTicker(ticks=list(ticks))
 
 
+def removed_cells(probs: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """uint8, 1 where the mask removed a key and it got no weight: the cells drawn in the masked
+    colour over a probability matrix. Every allowed key keeps its colour however tiny its
+    probability; so does a removed key that still got weight (a -1e9 fill in a row with no key
+    left spreads it uniformly) or NaN (a -inf fill there: 0/0)."""
+    probs = np.asarray(probs)
+    return (~np.asarray(allowed, dtype=bool) & (probs == 0)).astype(np.uint8)
+
+
+def font_px(px: int) -> str:
+    """A font size Bokeh keeps: written with a decimal, so that it is recorded even where it
+    equals the property's default ("11px"), which Panel's theme would replace (by 1.025em)."""
+    return f"{px:.1f}px"
+
+
 def thinned_ticks(n: int, pixels: int, px_per_label: int) -> list[int]:
     """Tick positions for ``n`` tokens on ``pixels``: all of them when they fit, else every k-th."""
     if n <= 0:
@@ -245,10 +309,11 @@ class MatrixPlot:
     """A (query × key) matrix as one image glyph: token labels on both axes, hover values, a
     colour bar, and an outline on the selected query row and (query, key) cell.
 
-    ``kind`` picks the colours: ``probs`` (0..1), ``scores`` (diverging around 0, masked cells
-    grey), ``mask`` (allowed / masked). ``size`` is the figure's height and, with the colour
-    bar's room added, its width. Matrices in a row can share the first one's y axis
-    (``y_axis=False`` on the others) and leave out their colour bar (``colorbar=False``).
+    ``kind`` picks the colours: ``probs`` (0..1; the keys the mask removed grey), ``scores``
+    (diverging around 0, masked cells grey), ``mask`` (allowed / masked). ``size`` is the
+    figure's height and, with the colour bar's room added, its width. Matrices in a row can
+    share the first one's y axis (``y_axis=False`` on the others) and leave out their colour
+    bar (``colorbar=False``). ``label_all``: up to LABEL_ALL tokens, label every row and column.
     """
 
     def __init__(
@@ -260,11 +325,14 @@ class MatrixPlot:
         name: str = "",
         y_axis: bool = True,
         colorbar: bool | None = None,
+        label_all: bool = False,
     ):
         self.style = style
         self.size = size
         self.kind = kind
         self.y_axis = y_axis
+        self.label_all = label_all
+        self.label_peers = [self]  # plots shown side by side: their labels share one font
         self.score_range: float | None = None  # fixed ± range of a scores plot, else its own
         # names let tests and benchmarks find the models in the page (Bokeh.documents)
         self.labels = ColumnDataSource(data=dict(label=[]), name=f"{name}-labels" if name else None)
@@ -272,7 +340,13 @@ class MatrixPlot:
             data=dict(image=[np.zeros((1, 1), np.float32)], x=[-0.5], y=[-0.5], dw=[1], dh=[1]),
             name=f"{name}-image" if name else None,
         )
+        # 1 where the mask removed a key: drawn grey over the probabilities (removed_cells)
+        self.removed = ColumnDataSource(
+            data=dict(image=[np.zeros((1, 1), np.uint8)], x=[-0.5], y=[-0.5], dw=[1], dh=[1]),
+            name=f"{name}-removed" if name else None,
+        )
         self.selection = ColumnDataSource(data=dict(x=[], y=[], w=[], h=[]))
+        # low_color: the -inf and -1e9 of masked scores (below any score's range)
         self.mapper = LinearColorMapper(
             palette=PROB_PALETTE, low=0, high=1, nan_color=style.nan, low_color=style.masked
         )
@@ -280,6 +354,7 @@ class MatrixPlot:
             colorbar = kind != "mask"
         # the colour bar's room is added on the right, so the matrix itself stays square
         bar = style.colorbar if colorbar else 0
+        self.bar = bar
         fig = styled_figure(
             style,
             size + bar if y_axis else size + bar - style.y_axis_room,
@@ -295,8 +370,17 @@ class MatrixPlot:
         if not y_axis:
             fig.yaxis.visible = False
             fig.min_border_left = 5
+        for axis in (*fig.xaxis, *fig.yaxis):
+            # labels that would overlap are left out (a phone's narrower figure), not piled up
+            axis.major_label_policy = NoOverlap(min_distance=-LABEL_OVERLAP)
         self.glyph = image_with_outline(
-            fig, self.source, self.mapper, self.selection, style, 4 if style.classroom else 2
+            fig,
+            self.source,
+            self.mapper,
+            self.selection,
+            style,
+            4 if style.classroom else 2,
+            removed=self.removed,
         )
         label_fmt = _label_hover(self.labels)
         hover = HoverTool(
@@ -344,32 +428,79 @@ class MatrixPlot:
         title: str | None = None,
     ) -> None:
         """Show ``matrix`` (T × T). ``allowed`` marks the cells the mask keeps: their range sets
-        the colour scale of scores, so a -1e9 fill does not wash out the real ones."""
+        the colour scale of scores, so a -1e9 fill does not wash out the real ones, and over
+        probabilities the keys it removed are drawn in the masked colour (removed_cells)."""
         matrix = np.asarray(matrix, dtype=np.float64)
         n = matrix.shape[0]
+        removed = np.zeros((n, n), np.uint8)
         if self.kind == "probs":
-            # exact zeros (masked keys) take low_color, so "masked" differs from "tiny"
-            self.mapper.update(palette=PROB_PALETTE, low=1e-12, high=1.0)
+            # every probability, 0.0 included, takes the palette: the mask is drawn by itself
+            self.mapper.update(palette=PROB_PALETTE, low=0, high=1.0)
+            if allowed is not None:
+                removed = removed_cells(matrix, allowed)
         elif self.kind == "mask":
             self.mapper.update(palette=[self.style.masked, self.style.accent], low=0, high=1)
         else:
             top = self.score_range or score_range(matrix, allowed)
             self.mapper.update(palette=SCORE_PALETTE, low=-top, high=top)
-        # about what the title and the x axis's labels leave of the figure's height
-        frame = self.size - (240 if self.style.classroom else 120)
-        ticks = thinned_ticks(n, frame, self.style.px_per_label)
-        overrides = {i: tick_label(labels[i], self.style) for i in ticks}
+        ticks, overrides, font = self._tick_labels(labels)
         fig = self.figure
         for axis in (*fig.xaxis, *fig.yaxis):
             set_ticks(axis, ticks)
             axis.major_label_overrides = overrides
+            axis.major_label_text_font_size = font_px(font)
         fig.x_range.update(start=-0.5, end=n - 0.5)
         fig.y_range.update(start=n - 0.5, end=-0.5)
         if title is not None:
             fig.title.text = title
         self.labels.data = dict(label=list(labels))
         self.source.data = dict(image=[_clean(matrix)], x=[-0.5], y=[-0.5], dw=[n], dh=[n])
+        self.removed.data = dict(image=[removed], x=[-0.5], y=[-0.5], dw=[n], dh=[n])
         self.select(selected)
+
+    def _tick_labels(self, labels: Sequence[str]) -> tuple[list[int], dict[int, str], int]:
+        """The ticks of both axes, their labels and their font size in pixels.
+
+        A ``label_all`` plot of up to LABEL_ALL tokens labels every row and column: in the
+        style's font where that fits, else with labels cut to SHORT_LABEL characters and in
+        the largest font at which they all fit the matrix's side, one label per row. Any other
+        plot labels every k-th token, as many as fit in the style's font. The font is the
+        smallest that any of ``label_peers`` needs, so plots side by side match."""
+        n, tick = len(labels), _px(self.style.tick)
+        if self.label_all and n <= LABEL_ALL:
+            for chars in (self.style.max_label, SHORT_LABEL):
+                cut = [tick_label(label, self.style, chars) for label in labels]
+                longest = max(map(len, cut), default=0)
+                font = min(p._fitting_font(n, longest) for p in self.label_peers)
+                if font == tick:
+                    break
+            return list(range(n)), dict(enumerate(cut)), font
+        # about what the title and the x axis's labels leave of the figure's height
+        frame = self.size - (240 if self.style.classroom else 120)
+        ticks = thinned_ticks(n, frame, self.style.px_per_label)
+        return ticks, {i: tick_label(labels[i], self.style) for i in ticks}, tick
+
+    def _fitting_font(self, n: int, chars: int) -> int:
+        """The largest font (px, at most the style's) at which ``n`` labels of ``chars``
+        characters fit along both sides of the matrix, one per row (an estimate of Bokeh's
+        layout, on the generous side: a browser test measures the labels it paints)."""
+        for font in range(_px(self.style.tick), MIN_FONT, -1):
+            if n * (LINE * font + 1) <= self._frame_side(font, chars):  # + 1: whole pixels
+                return font
+        return MIN_FONT
+
+    def _frame_side(self, font: int, chars: int) -> float:
+        """About the shorter side of the matrix's frame with tick labels of ``chars``
+        characters in a ``font`` px font: the figure less its title, axes and colour bar."""
+        s, fig = self.style, self.figure
+        labels = TICK_ROOM + CHAR * font * chars  # an axis's ticks and labels
+        title = LINE * _px(s.title) + 10
+        x_title = LINE * AXIS_TITLE * _px(s.label) + 10 if fig.xaxis[0].axis_label else 0
+        y_title = LINE * AXIS_TITLE * _px(s.label) + 10
+        height = fig.height - title - labels - x_title
+        left = labels + y_title if self.y_axis else 5
+        width = fig.width - left - (self.bar or 5)
+        return min(height, width)
 
     @fast
     def select(self, selected: tuple[int, int] | None) -> None:
@@ -384,7 +515,8 @@ class MatrixPlot:
 
 class HeadGrid:
     """Every layer × head as small multiples, drawn as ONE image glyph: the T × T matrices are
-    tiled into one canvas with NaN gaps. A click selects the tile's layer and head."""
+    tiled into one canvas with NaN gaps (and the keys the mask removed drawn over it, tiled
+    the same way). A click selects the tile's layer and head."""
 
     def __init__(self, style: PlotStyle, size: int, title: str = "All heads"):
         self.style = style
@@ -395,13 +527,14 @@ class HeadGrid:
         self.source = ColumnDataSource(
             data=dict(image=[np.zeros((1, 1), np.float32)], x=[-0.5], y=[-0.5], dw=[1], dh=[1])
         )
+        self.removed = ColumnDataSource(
+            data=dict(image=[np.zeros((1, 1), np.uint8)], x=[-0.5], y=[-0.5], dw=[1], dh=[1]),
+            name="grid-removed",
+        )
         self.selection = ColumnDataSource(data=dict(x=[], y=[], w=[], h=[]))
+        # every probability, 0.0 included, in the palette; NaN: the gaps between the tiles
         self.mapper = LinearColorMapper(
-            palette=PROB_PALETTE,
-            low=1e-12,
-            high=1,
-            nan_color=style.background,
-            low_color=style.masked,
+            palette=PROB_PALETTE, low=0, high=1, nan_color=style.background
         )
         fig = styled_figure(
             style, size, size, title, x_range=Range1d(0, 1), y_range=Range1d(1, 0), name="grid"
@@ -411,7 +544,13 @@ class HeadGrid:
         fig.xaxis.major_tick_line_color = None
         fig.yaxis.major_tick_line_color = None
         self.glyph = image_with_outline(
-            fig, self.source, self.mapper, self.selection, style, 5 if style.classroom else 3
+            fig,
+            self.source,
+            self.mapper,
+            self.selection,
+            style,
+            5 if style.classroom else 3,
+            removed=self.removed,
         )
         tile = """
         const T = meta.data["T"][0], g = meta.data["gap"][0];
@@ -470,24 +609,36 @@ class HeadGrid:
 
     @fast
     def update(
-        self, probs: np.ndarray, labels: Sequence[str], layer: int, head: int, tiles: bool = True
+        self,
+        probs: np.ndarray,
+        labels: Sequence[str],
+        layer: int,
+        head: int,
+        tiles: bool = True,
+        allowed: np.ndarray | None = None,
     ) -> None:
-        """Show ``probs`` (n_layer, n_head, T, T) with (layer, head) outlined. ``tiles=False``
+        """Show ``probs`` (n_layer, n_head, T, T) with (layer, head) outlined; ``allowed``
+        (T × T) is the mask the model used (its removed keys are drawn grey). ``tiles=False``
         sets up the axes only: a snapshot tiles the canvas in the page from the probabilities
         it embeds anyway (``draw_grid`` in js/attention.js), instead of embedding them twice."""
         n_layer, n_head, t, _ = probs.shape
         gap = max(1, int(np.ceil(t / 6)))
         size = t + gap
         canvas = np.full((n_layer * size - gap, n_head * size - gap), np.nan, np.float32)
+        gone = np.zeros(canvas.shape, np.uint8)
         for lay in range(n_layer if tiles else 0):
             for h in range(n_head):
-                canvas[lay * size : lay * size + t, h * size : h * size + t] = probs[lay, h]
+                at = np.s_[lay * size : lay * size + t, h * size : h * size + t]
+                canvas[at] = probs[lay, h]
+                if allowed is not None:
+                    gone[at] = removed_cells(probs[lay, h], allowed)
         self.shape = (n_layer, n_head, t)
         self.meta.data = dict(T=[t], gap=[gap])
         self.labels.data = dict(label=list(labels))
         height, width = canvas.shape
         if not tiles:
             canvas = np.full((1, 1), np.nan, np.float32)
+            gone = np.zeros((1, 1), np.uint8)
         fig = self.figure
         fig.x_range.update(start=-0.5, end=width - 0.5)
         fig.y_range.update(start=height - 0.5, end=-0.5)
@@ -500,6 +651,7 @@ class HeadGrid:
             lay * size + (t - 1) / 2: str(lay) for lay in range(n_layer)
         }
         self.source.data = dict(image=[canvas], x=[-0.5], y=[-0.5], dw=[width], dh=[height])
+        self.removed.data = dict(image=[gone], x=[-0.5], y=[-0.5], dw=[width], dh=[height])
         self.select(layer, head)
 
     @fast

@@ -115,7 +115,8 @@ SUMMARY = (
     "<p>top-k {k} and top-p {p} keep <b class='num'>{n_kept}</b> of {V} tokens, which held "
     "<b class='num'>{kept_mass}%</b> of the probability before renormalising (grey, hatched: "
     "cut away).</p>{continues}"
-    "<p class='hint'>Pale bars: after temperature; solid: what is sampled from. Changing T, "
+    "<p class='hint'>Pale bar and line: after temperature; solid: what is sampled from. "
+    "Changing T, "
     "top-k or top-p reuses the model's cached logits.</p>"
 )
 FRAGMENTS = {
@@ -275,6 +276,19 @@ class NextTokenBars:
         solid = fig.vbar(
             x="x", top="final", width=0.55, color="color", source=self.source, line_color=None
         )
+        # the probability after temperature as a line across the bar: seen also where the
+        # pale bar and the solid one have the same height (nothing was cut)
+        fig.rect(
+            x="x",
+            y="tempered",
+            width=0.8,
+            height=4 if style.classroom else 2,
+            height_units="screen",
+            source=self.source,
+            fill_color=style.text,
+            line_color=None,
+            name="sampling-tempered-mark",
+        )
         fig.text(
             x="x",
             y="top",
@@ -360,7 +374,7 @@ class TemperatureCurves:
             style,
             width,
             height,
-            "Probability of the top tokens as T changes",
+            "Top tokens' probability vs T",
             x_range=Range1d(0, SLIDER_MAX),
             y_range=Range1d(0, 1.02),
             name="sampling-curves",
@@ -402,7 +416,7 @@ class TemperatureCurves:
             style,
             width,
             height,
-            "Uncertainty: entropy and effective number of choices",
+            "Entropy and effective choices vs T",
             x_range=p.x_range,
             y_range=Range1d(0, 1),
             name="sampling-entropy-figure",
@@ -411,13 +425,27 @@ class TemperatureCurves:
         h.yaxis.axis_label = "entropy H (nats)"
         h.extra_y_ranges = {"choices": Range1d(1, np.e)}
         h.extra_y_scales = {"choices": LogScale()}
-        right = LogAxis(y_range_name="choices", axis_label="effective choices e^H")
+        right = LogAxis(y_range_name="choices", axis_label="choices e^H")
         style_axis(right, style)
         h.add_layout(right, "right")
-        h.line(
+        plain = h.line(
             "x", "y", source=self.h_plain, line_color=style.muted, line_width=lw, line_dash="dotted"
         )
-        h.line("x", "y", source=self.h_line, line_color=colors[0], line_width=lw)
+        cut = h.line("x", "y", source=self.h_line, line_color=colors[0], line_width=lw)
+        # the dotted curve is drawn only while top-k or top-p cut something
+        self.h_legend = Legend(
+            items=[
+                LegendItem(label=value("sampled from"), renderers=[cut]),
+                LegendItem(label=value("T alone (no cuts)"), renderers=[plain], visible=False),
+            ],
+            location="top_left",
+            label_text_font_size=style.tick,
+            label_text_color=style.text,
+            background_fill_color=style.background,
+            background_fill_alpha=0.7,
+            border_line_color=None,
+        )
+        h.add_layout(self.h_legend)
         h.scatter(
             "x",
             "y",
@@ -452,6 +480,7 @@ class TemperatureCurves:
         self.h_plain.data = (
             dict(x=x, y=plain.entropy.tolist()) if plain is not None else dict(x=[], y=[])
         )
+        self.h_legend.items[1].visible = plain is not None
         top = max(float(curves.entropy.max()), 0.0)
         if plain is not None:
             top = max(top, float(plain.entropy.max()))
@@ -596,8 +625,10 @@ class SamplingLesson(LessonView):
 
         # the explanation sits under the bars, so the controls stay short and the bars fit a
         # 1920x1080 projector in classroom mode
+        # Rows wrap (FlexBox) where the window is too narrow; on a phone nothing is wider than
+        # the page (PHONE_CSS in dashboard/app.py) and the figures scale down to its width.
         how = text_pane(HOW, "caption", width=style.bars[0])
-        controls = pn.Row(
+        controls = pn.FlexBox(
             pn.Column(
                 self.slider,
                 pn.Row(self.t_input, self.k_input, self.p_input, margin=0),
@@ -606,14 +637,15 @@ class SamplingLesson(LessonView):
             labelled("Presets", pn.Column(self.presets, self.preset_text, margin=0)),
             margin=0,
             css_classes=["controls"],
+            sizing_mode="stretch_width",
         )
         generate = pn.Column(
             text_pane("<h3>Generate</h3>", "detail", margin=(0, 10)),
-            pn.Row(self.seed_input, self.n_input, margin=0),
-            pn.Row(self.sample_button, self.generate_button, self.clear_button, margin=0),
-            text_pane(GENERATE_HINT, "caption"),
+            pn.FlexBox(self.seed_input, self.n_input, margin=0),
+            pn.FlexBox(self.sample_button, self.generate_button, self.clear_button, margin=0),
+            text_pane(GENERATE_HINT, "caption", sizing_mode="stretch_width"),
             self.step_table,
-            width=700 if style.classroom else 480,
+            width=600 if style.classroom else 480,
             margin=0,
             css_classes=["detail"],
         )
@@ -628,12 +660,13 @@ class SamplingLesson(LessonView):
                     width=style.bars[0] + 10,
                     margin=0,
                 ),
-                pn.Column(
+                # beside the bars: Generate on a projector's screen, the curves below them
+                generate,
+                pn.FlexBox(
                     pn.pane.Bokeh(self.curves.figure, margin=(5, 5)),
                     pn.pane.Bokeh(self.curves.entropy_figure, margin=(5, 5)),
                     margin=0,
                 ),
-                generate,
                 gap="10px",
                 sizing_mode="stretch_width",
             ),
@@ -1034,6 +1067,7 @@ def snapshot(ctx: Context):
         curve_n=CURVE_TOKENS,
         lines=curves.lines,
         items=list(curves.legend.items),
+        plain_item=curves.h_legend.items[1],
         marker=curves.marker,
         span=curves.span,
         h_line=curves.h_line,

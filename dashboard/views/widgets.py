@@ -25,8 +25,8 @@ class OptionSelect(pn.widgets.Select):
     in the server's log; here it is dropped and the server's value stands."""
 
     def _process_property_change(self, props: dict) -> dict:
-        label = props.get("value")
-        if label not in (None, "") and label not in self.labels:
+        label = props.get("value")  # a label, or the value itself (grouped options)
+        if label not in (None, "") and label not in self.labels and label not in self.values:
             props = {k: v for k, v in props.items() if k != "value"}
         return super()._process_property_change(props)
 

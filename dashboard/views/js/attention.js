@@ -1,6 +1,7 @@
 // The attention lesson: heatmap of one (layer, head) at a stage, the all-heads grid, and the
 // selected query's bars. Args: data {scores, probs} flattened (L, H, T, T); widgets layer,
-// head, stage; the plots' sources (image, selection, grid_sel, grid_meta, bars) and models.
+// head, stage; the plots' sources (image, removed, selection, grid_sel, grid_meta, grid_src,
+// grid_removed, bars) and models.
 
 function head_offset(l, h) {
   return (l * H + h) * T * T;
@@ -22,18 +23,25 @@ function stage_matrix(l, h, st) {
   return out;
 }
 
+// 1 where the causal mask removed key j from query i and it got no weight (plots.removed_cells)
+function removed_at(i, j, p) {
+  return j > i && p === 0 ? 1 : 0;
+}
+
 function draw() {
   const l = layer.active, h = head.active, st = stages[stage.active];
   const m = stage_matrix(l, h, st);
-  const img = image.data.image[0];
+  const img = image.data.image[0], gone = removed.data.image[0];
   let top = 0;
   for (let at = 0; at < T * T; at++) {
     img[at] = m[at];
+    // over the probabilities the mask is drawn from the mask: a tiny probability may be 0.0 too
+    gone[at] = st === "probs" ? removed_at(Math.floor(at / T), at % T, m[at]) : 0;
     if (st !== "probs" && Number.isFinite(m[at])) top = Math.max(top, Math.abs(m[at]));
   }
   if (st === "probs") {
     mapper.palette = prob_palette;
-    mapper.low = 1e-12; // exact zeros (masked keys) take low_color: "masked" differs from "tiny"
+    mapper.low = 0; // every probability, 0.0 included, takes the palette
     mapper.high = 1;
   } else {
     mapper.palette = score_palette;
@@ -42,30 +50,39 @@ function draw() {
   }
   fig.title.text = `Layer ${l}, head ${h}: ${stage_labels[stage.active]}`;
   image.change.emit();
+  removed.change.emit();
   // the grid's outline on the selected tile (HeadGrid.select)
   const size = T + grid_meta.data.gap[0], c = (T - 1) / 2;
   grid_sel.data = {x: [h * size + c], y: [l * size + c], w: [T + 0.6], h: [T + 0.6]};
   draw_query();
 }
 
-// Every head's probabilities tiled into the grid's one image (HeadGrid.update), NaN gaps.
+// Every head's probabilities tiled into the grid's one image (HeadGrid.update), NaN gaps, and
+// the keys the mask removed tiled the same way into the image drawn over it.
 function draw_grid() {
   const gap = grid_meta.data.gap[0], size = T + gap;
   const height = L * size - gap, width = H * size - gap;
   const flat = new Float32Array(height * width).fill(NaN);
+  const gone = new Uint8Array(height * width);
   for (let l = 0; l < L; l++) {
     for (let h = 0; h < H; h++) {
       const off = head_offset(l, h);
       // (no subarray: on Bokeh's ndarray subclass it would not slice)
       for (let i = 0; i < T; i++) {
         const at = (l * size + i) * width + h * size;
-        for (let j = 0; j < T; j++) flat[at + j] = data.data.probs[off + i * T + j];
+        for (let j = 0; j < T; j++) {
+          const p = data.data.probs[off + i * T + j];
+          flat[at + j] = p;
+          gone[at + j] = removed_at(i, j, p);
+        }
       }
     }
   }
-  // the placeholder Python sent is a Bokeh ndarray: make one of the same kind, full size
+  // the placeholders Python sent are Bokeh ndarrays: make ones of the same kinds, full size
   const NDArray = grid_src.data.image[0].constructor;
   grid_src.data = {...grid_src.data, image: [new NDArray(flat, [height, width])]};
+  const Mask = grid_removed.data.image[0].constructor;
+  grid_removed.data = {...grid_removed.data, image: [new Mask(gone, [height, width])]};
 }
 
 // The selected query's probabilities as bars, the outline on its row and cell, and the text.

@@ -18,6 +18,7 @@ function draw() {
   const off = (l * H + h) * T * T;
   const a_img = allowed_src.data.image[0], m_img = masked_src.data.image[0];
   const s_img = scores_src.data.image[0], p_img = probs_src.data.image[0];
+  const gone = probs_removed.data.image[0];
   let top = 0, all_top = 0, diff = 0;
   const empty = [];
   for (let i = 0; i < T; i++) {
@@ -37,7 +38,11 @@ function draw() {
       any = any || ok;
     }
     const probs = softmax_row(row);
-    for (let j = 0; j < T; j++) p_img[i * T + j] = probs[j];
+    for (let j = 0; j < T; j++) {
+      p_img[i * T + j] = probs[j];
+      // a removed key that got no weight is drawn masked (plots.removed_cells)
+      gone[i * T + j] = a_img[i * T + j] === 0 && probs[j] === 0 ? 1 : 0;
+    }
     if (!any) {
       empty.push(i);
       continue;
@@ -52,7 +57,9 @@ function draw() {
   const raw = shared_bar ? top || 1 : all_top || 1;
   scores_mapper.low = -raw;
   scores_mapper.high = raw;
-  for (const src of [allowed_src, scores_src, masked_src, probs_src]) src.change.emit();
+  for (const src of [allowed_src, scores_src, masked_src, probs_src, probs_removed]) {
+    src.change.emit();
+  }
   explain.text = `<p>${texts[kind.active]}</p>`;
   story.text = empty.length
     ? fill_template(story_empty, {rows: empty.join(", ")})

@@ -134,6 +134,7 @@ function draw_curves(x, d, s) {
   });
   h_line.data = {x: temps, y: c.entropy};
   h_plain.data = plain ? {x: temps, y: plain.entropy} : {x: [], y: []};
+  plain_item.visible = plain !== null;
   let top = Math.max(...c.entropy, 0);
   if (plain) top = Math.max(top, ...plain.entropy);
   top = Math.max(top * 1.08, 0.5);
