@@ -89,6 +89,9 @@ class Shell(pn.viewable.Viewer):
         self.text = pn.widgets.TextAreaInput(
             label="Text",
             value=s.text,
+            # Panel starts value_input at "": clearing the box before any other edit would
+            # then change nothing, and the old tokens would stay
+            value_input=s.text,
             placeholder="Type a sentence…",
             rows=4,
             auto_grow=True,

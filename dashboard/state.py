@@ -13,6 +13,7 @@ themselves. Bad input never raises out of this module: it becomes ``message`` an
 from __future__ import annotations
 
 import functools
+import json
 import os
 import threading
 import urllib.parse
@@ -180,8 +181,14 @@ class SessionState(registry.Selection):
             labels=r.labels,
             forward=r.forward,
             provider=r.provider,
-            notice=" ".join([*r.notices, *self._url_notices_text()]),
+            notice=self._notice(r.notices),
         )
+
+    def _notice(self, reading: list[str] | None = None) -> str:
+        """The reading's notices (kept until the next reading) and the link's, each once."""
+        if reading is not None:
+            self._reading_notices = list(reading)
+        return " ".join([*getattr(self, "_reading_notices", []), *self._url_notices_text()])
 
     def _url_notices_text(self) -> list[str]:
         # set after Parameterized.__init__, which may already call watchers
@@ -193,7 +200,7 @@ class SessionState(registry.Selection):
         defaults = dict(ids=[], tokens=[], labels=[], forward=None, message="", notice="")
         defaults.update(values)
         if defaults["notice"] == "" and self._url_notices_text():
-            defaults["notice"] = " ".join(self._url_notices_text())
+            defaults["notice"] = self._notice([])
         clamp = self._clamped(len(defaults["ids"]))
         with param.parameterized.batch_call_watchers(self):
             self.param.update(**defaults, **clamp)
@@ -240,12 +247,16 @@ class SessionState(registry.Selection):
     def apply_query(self, values: dict[str, Any]) -> None:
         """Apply URL values one by one, so one bad value (an unknown model, a negative layer)
         is reported and skipped instead of discarding the whole link."""
-        bad = []
+        bad, moved = [], []
         keys = url_keys()
-        written = dict(urllib.parse.parse_qsl(getattr(self, "_search", "")[1:]))
+        location = getattr(self, "_location", None)  # the link as it is now
+        search = location.search if location is not None else getattr(self, "_search", "")
+        written = dict(urllib.parse.parse_qsl(search.lstrip("?")))
         for name, value in values.items():
-            if _textual(self.param[name]) and keys.get(name) in written:
-                value = written[keys[name]]  # as written: Panel reads "-1e9" or "2024" as numbers
+            key = keys.get(name, name)
+            as_written = written.get(key, value)  # Panel reads "-1" as -1.0, "-1e9" as a number
+            if _textual(self.param[name]) and key in written:
+                value = as_written
             try:
                 if name == "lesson" and isinstance(value, str):
                     value = registry.resolve(value) or value  # old names still link
@@ -253,14 +264,25 @@ class SessionState(registry.Selection):
                     value = self.param[name].deserialize(value)
                 self.param.update(**{name: value})
             except Exception:
-                bad.append(f"{url_keys().get(name, name)}={value!s:.40}")
-        if bad:
-            self._url_notices = [f"Ignored unusable link values: {', '.join(bad)}."]
-            self.notice = " ".join(filter(None, [self.notice, *self._url_notices]))
+                bad.append(f"{key}={as_written!s:.40}")
+            else:
+                if getattr(self, name) != value:  # kept in range (a layer the model lacks)
+                    moved.append(f"{key}={as_written!s:.40} (using {getattr(self, name)})")
+        # the link is read more than once (here, then as the browser reports it): each value
+        # is named once
+        self._bad = list(dict.fromkeys([*getattr(self, "_bad", []), *bad]))
+        self._moved = list(dict.fromkeys([*getattr(self, "_moved", []), *moved]))
+        if bad or moved:
+            said = [f"Ignored unusable link values: {', '.join(self._bad)}."] if self._bad else []
+            if self._moved:
+                said.append(f"Out of range in the link: {', '.join(self._moved)}.")
+            self._url_notices = [" ".join(said)]
+            self.notice = self._notice()
 
     def sync_url(self, location) -> None:
         """Mirror the state in ``location``'s query string (``pn.state.location``), both ways."""
         self._search = location.search  # the link as opened
+        self._location = location
         keys = url_keys()
         location.sync(self, keys, on_error=self.apply_query)
         # An option that is off (None, top-k's "off") leaves the link instead of reading
@@ -274,6 +296,33 @@ class SessionState(registry.Selection):
                 location.search = "?" + urllib.parse.urlencode(kept)
 
         self.param.watch(drop_off, optional)
+
+        # The address bar holds the values in use: a link's unusable or out-of-range values
+        # are replaced (the notice says which), not kept until someone copies the link.
+        def in_use(_event=None) -> None:
+            fixed = self._query_in_use(location.search)
+            if fixed != location.search:
+                location.search = fixed
+
+        location.param.watch(in_use, "search")
+        in_use()
+
+    def _query_in_use(self, search: str) -> str:
+        """``search`` with each of the state's keys holding the value in use (written as
+        Panel's location writes it); other keys are left as they are."""
+        names = {key: name for name, key in url_keys().items()}
+        query = []
+        for key, written in urllib.parse.parse_qsl(search.lstrip("?"), keep_blank_values=True):
+            name = names.get(key)
+            if name is None:
+                query.append((key, written))
+                continue
+            value = getattr(self, name)
+            if value is None:
+                continue  # an option that is off leaves the link (see drop_off)
+            value = self.param[name].serialize(value)
+            query.append((key, value if isinstance(value, str) else json.dumps(value)))
+        return "?" + urllib.parse.urlencode(query) if query else ""
 
 
 def _textual(p: param.Parameter) -> bool:

@@ -289,3 +289,59 @@ JS_SMALL = """
 def small_things(page, min_px: float = 14, min_tap: float = 40) -> dict:
     """Up to 12 texts smaller than ``min_px`` and 12 tap targets smaller than ``min_tap``."""
     return page.evaluate(JS_SMALL, [min_px, min_tap])
+
+
+# Every shown figure whose title is wider than the room the figure gives it (as drawn: a figure
+# scaled down to a phone's width has less room than its nominal width).
+JS_CUT_TITLES = """
+() => {
+  const out = [], ctx = document.createElement("canvas").getContext("2d");
+  for (const doc of Bokeh.documents) for (const m of doc._all_models.values()) {
+    const t = m.title;
+    if (!t || typeof t.text !== "string" || !t.text || !m.renderers) continue;
+    const pv = Bokeh.index.find_one(m);
+    if (!pv || !pv.frame) continue;
+    const r = pv.el.getBoundingClientRect();
+    if (r.width === 0) continue;  // not shown
+    ctx.font = `${t.text_font_style} ${t.text_font_size} ${t.text_font}`;
+    const width = ctx.measureText(t.text).width, room = r.width - pv.frame.bbox.left;
+    const said = `${m.name}: "${t.text}" ${Math.round(width)} > ${Math.round(room)}`;
+    if (width > room + 1) out.push(said);
+  }
+  return out;
+}
+"""
+
+# Every shown text cut by its own box (its content wider than the box, which clips or scrolls
+# it) or running past the window's right edge.
+JS_CUT_TEXT = """
+() => {
+  const out = [], right = document.documentElement.clientWidth;
+  const walk = (root) => {
+    for (const el of root.querySelectorAll("*")) {
+      if (el.shadowRoot) walk(el.shadowRoot);
+      const own = Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
+      if (!own) continue;
+      const r = el.getBoundingClientRect();
+      if (r.width === 0 || getComputedStyle(el).visibility === "hidden") continue;
+      const style = getComputedStyle(el);
+      const clips = ["hidden", "clip", "auto", "scroll"].includes(style.overflowX) ||
+                    style.textOverflow === "ellipsis";
+      if ((clips && el.scrollWidth > el.clientWidth + 1) || r.right > right + 1)
+        out.push(`${el.tagName.toLowerCase()} "${el.textContent.trim().slice(0, 40)}"`);
+    }
+  };
+  walk(document);
+  return out.slice(0, 12);
+}
+"""
+
+
+def cut_titles(page) -> list[str]:
+    """Shown figures whose titles do not fit (see JS_CUT_TITLES)."""
+    return page.evaluate(JS_CUT_TITLES)
+
+
+def cut_text(page) -> list[str]:
+    """Up to 12 shown texts cut by their box or the window (see JS_CUT_TEXT)."""
+    return page.evaluate(JS_CUT_TEXT)

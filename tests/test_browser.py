@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from models.reading import EMPTY_PROMPT
 from tests.browser_support import model_data, record_errors, serve, wait_ready
 from tests.conftest import ROOT, STATIC
 
@@ -170,3 +171,49 @@ def test_classroom_mode_is_large(server, browser):
     assert normal.errors == [] and big.errors == []
     normal.close()
     big.close()
+
+
+URL = "() => Object.fromEntries(new URL(location.href).searchParams)"
+
+
+def test_clearing_the_text_of_a_fresh_page(server, browser):
+    """Select-all and Backspace, before any other edit: the tokens go, the prompt shows and
+    the link says the text is empty."""
+    page = open_page(browser, server)
+    box = page.locator("textarea").first
+    box.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Backspace")
+    page.get_by_text(EMPTY_PROMPT).wait_for(timeout=10_000)
+    page.wait_for_function(f"() => ({URL})().text === ''")
+    assert page.locator(".chip").count() == 0 or not page.locator(".chip").first.is_visible()
+    assert page.errors == []
+    page.close()
+
+
+def test_a_bad_link_is_said_once_and_rewritten_to_the_values_in_use(server, browser):
+    page = open_page(browser, server + "?layer=99&head=-1&lesson=nope&temperature=abc")
+    page.wait_for_timeout(1000)  # the browser's own copy of the link comes back once
+    notice = page.get_by_text("Ignored unusable link values").inner_text()
+    assert notice.count("Ignored unusable link values") == 1, notice
+    for bad in ("layer=99", "head=-1", "lesson=nope", "temperature=abc"):
+        assert bad in notice
+    # the address bar holds the values the page uses, the buttons show them
+    page.wait_for_function(
+        f"""() => {{ const q = ({URL})();
+                     return q.layer === '3' && q.head === '0' && q.lesson === 'attention' &&
+                            q.temperature === '1.0'; }}"""
+    )
+    active = page.locator(".control .bk-btn-group .bk-active").all_inner_texts()
+    assert active[:2] == ["3", "0"], active  # Layer, then Head
+    page.locator(".chip").nth(2).click()
+    page.wait_for_function(f"() => ({URL})().q === '2'")
+    query = page.evaluate(URL)
+    assert (query["layer"], query["head"], query["lesson"], query["temperature"]) == (
+        "3",
+        "0",
+        "attention",
+        "1.0",
+    )
+    assert page.get_by_text("Ignored unusable").inner_text().count("Ignored") == 1
+    page.close()

@@ -64,6 +64,7 @@ def _click_data(page, figure, x, y):
           for (const root of Object.values(Bokeh.index)) {
             let v = null;
             try { v = root.owner.get_one(m); } catch (e) { continue; }
+            v.el.scrollIntoView({block: "center"});  // a click lands only inside the window
             const r = v.canvas_view.el.getBoundingClientRect();
             return [r.left + v.frame.x_scale.compute(x), r.top + v.frame.y_scale.compute(y)];
           }

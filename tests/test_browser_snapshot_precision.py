@@ -102,6 +102,7 @@ def test_fp8_bits_flip_when_clicked(page):
         """([x, y]) => {
           const m = Bokeh.documents[0].get_model_by_name("precision-bits-figure");
           const v = Bokeh.index.find_one(m);
+          v.el.scrollIntoView({block: "center"});  // a click lands only inside the window
           const r = v.canvas_view.el.getBoundingClientRect();
           return [r.left + v.frame.x_scale.compute(x), r.top + v.frame.y_scale.compute(y)];
         }""",

@@ -16,7 +16,15 @@ import pytest
 
 from dashboard.state import DEFAULT_TEXT
 from models.runtime import STATIC_DIR, Engine
-from tests.browser_support import JS_TITLE, model_data, record_errors, serve, wait_ready
+from tests.browser_support import (
+    JS_TITLE,
+    cut_text,
+    cut_titles,
+    model_data,
+    record_errors,
+    serve,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -205,13 +213,19 @@ def test_arrow_keys_on_a_focused_slider_move_the_slider_only(server, browser):
 # Every registered lesson's main plots (test_every_lesson_has_its_fit_tests checks that none
 # is missing), and the lessons whose plots must also fit the projector's height.
 LESSON_PLOTS = {
-    "attention": ["heatmap", "detail-bars-figure"],
+    "attention": ["heatmap", "grid", "detail-bars-figure"],
     "mask": ["mask-allowed", "mask-scores", "mask-masked", "mask-probs"],
     "sampling": ["sampling-bars-figure"],
     "bpe": ["bpe-compression", "bpe-vocab"],
     "precision": ["precision-ranges", "precision-density-figure"],
 }
-ABOVE_THE_FOLD = {"attention", "mask", "sampling"}
+ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
+    "attention": ["heatmap", "grid"],
+    "mask": LESSON_PLOTS["mask"],
+    "sampling": ["sampling-bars-figure"],
+    "bpe": LESSON_PLOTS["bpe"],
+    "precision": LESSON_PLOTS["precision"],
+}
 READY = {"attention": "heatmap-labels", "mask": "mask-probs-labels", "sampling": "sampling-bars"}
 
 
@@ -241,22 +255,25 @@ def _open_lesson(browser, server, lesson, width, height, classroom=False):
 
 
 def _assert_plots_fit(page, lesson, width, height=None):
-    """Every plot of ``lesson`` inside the window's width (and height, if given), its title not
-    cut at the plot's edge, and no horizontal scrolling."""
+    """Every plot of ``lesson`` inside the window's width (and its main plots inside the
+    height, if given), every shown figure's title and every text uncut, and no horizontal
+    scrolling."""
     for name in LESSON_PLOTS[lesson]:
         box = page.evaluate(JS_FRAME, name)
         assert box["left"] >= 0 and box["right"] <= width, (name, box)
-        if height is not None:
+        if height is not None and name in ABOVE_THE_FOLD[lesson]:
             assert box["top"] >= 0 and box["bottom"] <= height, (name, box)
         title = page.evaluate(JS_TITLE, name)
         assert title["width"] <= title["room"], (name, title)
+    assert cut_titles(page) == []
+    assert cut_text(page) == []
     assert page.evaluate("() => document.documentElement.scrollWidth") <= width
 
 
 @pytest.mark.parametrize("lesson", list(LESSON_PLOTS))
 def test_classroom_lessons_fit_a_1920x1080_projector(server, browser, lesson):
     page = _open_lesson(browser, server, lesson, 1920, 1080, classroom=True)
-    _assert_plots_fit(page, lesson, 1920, 1080 if lesson in ABOVE_THE_FOLD else None)
+    _assert_plots_fit(page, lesson, 1920, 1080)
     # the token chips keep to two rows and the rest scrolls: whole rows, none cut through
     rows = page.locator(".chip").evaluate_all(
         """chips => {

@@ -94,13 +94,13 @@ class AttentionLesson(LessonView):
         s, style = self.state, self.style
         self._heatmap = MatrixPlot(style, style.matrix, kind="probs", name="heatmap")
         self._heatmap.on_tap(self._select_pair)
-        self._grid = HeadGrid(style, style.grid, title="Every layer and head (click to select)")
+        self._grid = HeadGrid(style, style.grid, title="Every head (click one)")
         self._grid.on_tap(lambda layer, head: s.param.update(layer=layer, head=head))
         self._bars = BarPlot(style)
         self._pair = text_pane("", "pair", sizing_mode="stretch_width")
         self._top = text_pane("", "top-attended", sizing_mode="stretch_width")
         stage = choice_group(s, "stage", {label: key for key, label in STAGES.items()})
-        # the controls wrap within the heatmap's width, so the detail panel fits beside it
+        # the heatmap and the grid side by side on a laptop and a projector, the detail below
         width = style.matrix + style.colorbar + 10
         # stretch_width (what its children ask for) within the column's width; a fixed width
         # here too would only make Panel warn and turn it into this min_width
@@ -112,18 +112,7 @@ class AttentionLesson(LessonView):
                 self._controls,
                 pn.pane.Bokeh(self._heatmap.figure, margin=(5, 5)),
                 margin=0,
-                sizing_mode="stretch_width",
-                max_width=width,  # narrower on a phone: the figures scale to the width
-            ),
-            pn.Column(
-                text_pane("<h3>The selected query</h3>", "detail", margin=(0, 10)),
-                pn.pane.Bokeh(self._bars.figure, margin=(5, 5)),
-                self._pair,
-                self._top,
-                margin=0,
-                sizing_mode="stretch_width",
-                max_width=style.detail[0] + 20,  # long text wraps instead of widening it
-                css_classes=["detail"],
+                width=width,  # on a phone, the page's width (PHONE_CSS): the figures scale
             ),
             pn.Column(
                 pn.pane.Bokeh(self._grid.figure, margin=(5, 5)),
@@ -136,8 +125,16 @@ class AttentionLesson(LessonView):
                     sizing_mode="stretch_width",
                 ),
                 margin=0,
-                sizing_mode="stretch_width",
-                max_width=self._grid.size + 10,
+                width=self._grid.size + 10,
+            ),
+            pn.Column(
+                text_pane("<h3>The selected query</h3>", "detail", margin=(0, 10)),
+                pn.pane.Bokeh(self._bars.figure, margin=(5, 5)),
+                self._pair,
+                self._top,
+                margin=0,
+                width=style.detail[0] + 20,  # fixed: long text wraps instead of widening it
+                css_classes=["detail"],
             ),
             gap="10px",
             sizing_mode="stretch_width",
@@ -236,7 +233,7 @@ def snapshot(ctx: Context):
         allowed=stage_mask(st, t),
         title=f"Layer {l_}, head {h_}: {STAGES[st]}",
     )
-    grid = HeadGrid(style, style.grid, title="Every layer and head (click to select)")
+    grid = HeadGrid(style, style.grid, title="Every head (click one)")
     grid.update(f.attn_probs, ctx.labels, l_, h_, tiles=False)
     bars = BarPlot(style)
     bars.source.name = "attention-bars"
@@ -302,6 +299,6 @@ def snapshot(ctx: Context):
     )
     return column(
         controls,
-        row(heatmap.figure, column(bars.figure, detail)),
-        column(grid.figure, caption),
+        row(heatmap.figure, column(grid.figure, caption)),  # as the dashboard: the detail below
+        column(bars.figure, detail),
     )

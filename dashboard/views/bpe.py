@@ -227,7 +227,8 @@ def status_html(trace: B.TrainingTrace) -> str:
 def curve_figures(style: PlotStyle, curve: ColumnDataSource, marker: ColumnDataSource):
     """The compression and vocabulary-size curves over k, each with a marker and a line at k:
     (compression figure, vocabulary figure, the two spans)."""
-    w, h = (760, 300) if style.classroom else (460, 190)
+    # two beside each other on a 1920x1080 projector, under the slider that moves their marker
+    w, h = (680, 280) if style.classroom else (460, 190)
     lw, size = (4, 16) if style.classroom else (2, 9)
     bpt = styled_figure(style, w, h, "Compression of the training text", name="bpe-compression")
     bpt.xaxis.axis_label = "merges k"
@@ -645,18 +646,16 @@ class BpeLesson(LessonView):
                 align_items="center",
                 sizing_mode="stretch_width",
             ),
-            _pane(K_HINT, "caption", classroom=classroom),
-            self.sample,
             pn.FlexBox(
-                self.table,
-                pn.Column(
-                    pn.pane.Bokeh(self.bpt_fig, margin=(5, 5)),
-                    pn.pane.Bokeh(self.vocab_fig, margin=(5, 5)),
-                    margin=0,
-                ),
+                pn.pane.Bokeh(self.bpt_fig, margin=(5, 5)),
+                pn.pane.Bokeh(self.vocab_fig, margin=(5, 5)),
                 gap="10px",
+                margin=0,
                 sizing_mode="stretch_width",
             ),
+            _pane(K_HINT, "caption", classroom=classroom),
+            self.sample,
+            self.table,
             _pane(ENCODED_TITLE, "detail", classroom=classroom),
             pn.FlexBox(self.player, margin=0, sizing_mode="stretch_width"),
             pn.FlexBox(
@@ -1120,9 +1119,10 @@ def _training_panel(ctx: Context, trace: B.TrainingTrace) -> tuple[Slider, dict,
             _div(ctx, PASTE_NOTE, "explain", "bpe-paste-note", name="bpe-paste-note"),
             _div(ctx, status_html(trace), "explain", "bpe-status", name="bpe-status"),
             row(slider, *_steppers(ctx, slider, "bpe-k", "k"), sizing_mode="stretch_width"),
+            row(bpt_fig, vocab_fig, sizing_mode="stretch_width"),
             _div(ctx, K_HINT, "caption"),
             sample,
-            row(table, column(bpt_fig, vocab_fig), sizing_mode="stretch_width"),
+            table,
         ],
     )
 

@@ -1,7 +1,7 @@
 """The FP16 vs BF16 lesson: what each number format can store, and what it does to the model.
 
-Six parts, top to bottom: the formats table; a bit explorer (type a value, see each format's
-bits, click a bit to flip it); the representable ranges and densities on a log scale; the
+Six parts, top to bottom: the representable ranges and densities on a log scale; the formats
+table; a bit explorer (type a value, see each format's bits, click a bit to flip it); the
 model's own numbers (weights, hidden states, scores, logits) as histograms of log10|x| over
 the fp16 and bf16 bands; the same model really run in fp16 and (emulated) bf16 by ONNX
 Runtime, compared with fp32; and the masking lesson's fills in each format.
@@ -89,10 +89,11 @@ TABLE_ROWS = (
     ("±inf stored as", lambda n: P.special_encodings(n).inf, "words"),
     ("NaN stored as", lambda n: P.special_encodings(n).nan, "words"),
 )
+# The picture first (it fits a projector's screen under the tokens), then the numbers behind it.
 SECTIONS = (
-    "1. The formats",
-    "2. Bits: type a value, click a bit to flip it",
-    "3. Range and density",
+    "1. Range and density",
+    "2. The formats",
+    "3. Bits: type a value, click a bit to flip it",
     "4. The model's own numbers",
     "5. The same model run in fp16 and bf16",
     "6. Masked scores in fp16 and bf16",
@@ -380,7 +381,8 @@ class BitRow(JSComponent):
 def range_plots(style: PlotStyle):
     """The positive range of each format (pale: subnormals) and its values per decade."""
     names = list(P.FORMATS)
-    width, height = (900, 420) if style.classroom else (560, 250)
+    # side by side under the tokens on a 1920x1080 projector
+    width, height = (690, 360) if style.classroom else (560, 250)
     bands = dict(y=[], left=[], right=[], color=[], alpha=[], what=[])
     for n in names:
         b = P.range_band(n)
@@ -400,7 +402,7 @@ def range_plots(style: PlotStyle):
         style,
         width,
         height,
-        "Positive range (pale: subnormals)",
+        "Range (pale: subnormals)",
         x_axis_type="log",
         y_range=FactorRange(*reversed(labels)),
         x_range=Range1d(1e-47, 1e40),
@@ -699,18 +701,18 @@ class PrecisionLesson(LessonView):
 
         self._layout = pn.Column(
             h(0),
-            text_pane(formats_table(), "explain"),
-            text_pane(FORMATS_CAPTION, "caption"),
-            h(1),
-            pn.Row(self.value_input, self.error_pane, margin=0),
-            text_pane(bit_legend(), "bit-legend-pane", margin=(0, 10)),
-            *self.rows.values(),
-            h(2),
             pn.FlexBox(
                 pn.pane.Bokeh(self.ranges_figure, margin=(5, 5)),
                 pn.pane.Bokeh(self.density_figure, margin=(5, 5)),
                 gap="6px",
             ),
+            h(1),
+            text_pane(formats_table(), "explain"),
+            text_pane(FORMATS_CAPTION, "caption"),
+            h(2),
+            pn.Row(self.value_input, self.error_pane, margin=0),
+            text_pane(bit_legend(), "bit-legend-pane", margin=(0, 10)),
+            *self.rows.values(),
             h(3),
             self.tensor_select,
             pn.pane.Bokeh(self.hist_figure, margin=(5, 5)),
@@ -1036,12 +1038,12 @@ def snapshot(ctx: Context):
     args: dict = {}
     parts = [
         h(0),
+        row(*range_plots(ctx.style)),
+        h(1),
         div(ctx, formats_table(), "explain", name="precision-formats-table"),
         div(ctx, FORMATS_CAPTION, "caption"),
-        h(1),
-        *_bit_explorer(ctx, args),
         h(2),
-        row(*range_plots(ctx.style)),
+        *_bit_explorer(ctx, args),
         h(3),
         *_histograms(ctx, args),
         h(4),

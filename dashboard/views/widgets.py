@@ -47,6 +47,10 @@ def two_way(widget: pn.widgets.Widget, state: param.Parameterized, name: str, pr
             setattr(state, name, event.new)
 
     def to_widget(event) -> None:
+        # A choice the widget does not offer (a link's layer=99 on its way to being kept in
+        # range) would leave no button lit; the value in range follows at once.
+        if prop == "value" and hasattr(widget, "values") and event.new not in widget.values:
+            return
         if getattr(widget, prop) != event.new:
             setattr(widget, prop, event.new)
 
