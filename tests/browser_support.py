@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +19,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The README's screenshots are refreshed only on request (ANATOMY_SCREENSHOTS=1), so that a test
+# run leaves the checkout clean; otherwise they are still taken (rendering must not fail).
+IMAGES = (
+    ROOT / "docs" / "images"
+    if os.environ.get("ANATOMY_SCREENSHOTS")
+    else Path(tempfile.mkdtemp(prefix="anatomy-shots-"))
+)
 CHROMIUM = os.environ.get("ANATOMY_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",

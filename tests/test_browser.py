@@ -6,25 +6,15 @@ say why (CI installs chromium; `make build` writes static/).
 
 from __future__ import annotations
 
-import os
-import tempfile
 import urllib.parse
-from pathlib import Path
 
 import pytest
 
 from models.reading import EMPTY_PROMPT
-from tests.browser_support import model_data, record_errors, serve, wait_ready
-from tests.conftest import ROOT, STATIC
+from tests.browser_support import IMAGES, model_data, record_errors, serve, wait_ready
+from tests.conftest import STATIC
 
 pytestmark = pytest.mark.browser
-# The README's screenshots are refreshed only on request (ANATOMY_SCREENSHOTS=1), so that a test
-# run leaves the checkout clean; otherwise they are still taken (rendering must not fail).
-IMAGES = (
-    ROOT / "docs" / "images"
-    if os.environ.get("ANATOMY_SCREENSHOTS")
-    else Path(tempfile.mkdtemp(prefix="anatomy-shots-"))
-)
 
 
 @pytest.fixture(scope="module")

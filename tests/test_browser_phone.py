@@ -13,6 +13,7 @@ import pytest
 from dashboard.views import registry
 from export.snapshot import export_snapshot
 from tests.browser_support import (
+    IMAGES,
     open_offline,
     overflow,
     record_errors,
@@ -160,6 +161,8 @@ def test_one_column_with_a_lesson_menu(server, browser, where):
         ".find(x => x)).el.getBoundingClientRect().top"
     )
     assert text.bounding_box()["y"] < chips.bounding_box()["y"] < heatmap
+    if where == "phone":
+        page.screenshot(path=str(IMAGES / "phone.png"))  # the README's
     menu.select_option(label=registry.LESSONS["mask"].title)
     page.wait_for_function(f"() => ({URL_OF})().get('lesson') === 'mask'")
     page.wait_for_function(
