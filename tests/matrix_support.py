@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.runtime import Engine
+from tests.browser_support import model_data
 
 # Every image layer of a figure through its mapper, composited: [h, w, rgba as 0..255].
 JS_DRAWN = """
@@ -86,6 +87,19 @@ async (name) => {
   return out;
 }
 """
+
+
+def grid_painted(page, above: np.ndarray, n_layer: int, n_head: int) -> np.ndarray:
+    """Where the all-heads grid must be painted masked: ``above`` (one head's removed cells) in
+    every tile, tiles ``gap`` cells apart as the page's grid-meta says."""
+    t = above.shape[0]
+    gap = model_data(page, "grid-meta", "gap")[0]
+    want = np.zeros(((t + gap) * n_layer - gap, (t + gap) * n_head - gap), bool)
+    for lay in range(n_layer):
+        for h in range(n_head):
+            y, x = lay * (t + gap), h * (t + gap)
+            want[y : y + t, x : x + t] = above
+    return want
 
 
 def axis_labels(page, figure: str) -> dict:

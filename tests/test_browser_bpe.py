@@ -17,6 +17,7 @@ from tiktoken.load import load_tiktoken_bpe
 
 from dashboard.state import DEFAULT_TEXT
 from models.runtime import STATIC_DIR
+from tests.bpe_support import JS_PARTS, expected_parts
 from tests.browser_support import model_data, record_errors, serve, wait_data
 
 pytestmark = pytest.mark.browser
@@ -215,33 +216,9 @@ def test_encode_player_range_follows_the_text(page):
 
 # -- characters split across tokens -------------------------------------------------------------
 def _expected_parts(text: str, ids: list[int]) -> list[str]:
-    """For each token of ``ids`` (tiktoken's), the characters of ``text`` whose UTF-8 bytes
-    (str.encode) it holds only some of, as "part of 你 (e4 bd a0)"; "" for whole ones."""
+    """``expected_parts`` for tiktoken's token ids."""
     ranks = {r: b for b, r in _ranks()[0].items()}
-    spans, pos = [], 0
-    for ch in text:
-        n = len(ch.encode("utf-8"))
-        spans.append((ch, pos, pos + n))
-        pos += n
-    out, pos = [], 0
-    for i in ids:
-        end = pos + len(ranks[i])
-        split = [
-            f"{c} ({c.encode('utf-8').hex(' ')})"
-            for c, a, b in spans
-            if a < end and b > pos and (a < pos or b > end)
-        ]
-        out.append("part of " + " and ".join(split) if split else "")
-        pos = end
-    return out
-
-
-JS_PARTS = """
-(toks) => toks.map(t => {
-  const next = t.nextElementSibling;
-  return next && next.classList.contains("bpe-part") ? next.textContent : "";
-})
-"""
+    return expected_parts(text, [ranks[i] for i in ids])
 
 
 def test_split_characters_are_named_beside_their_bytes(page):

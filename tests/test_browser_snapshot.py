@@ -522,7 +522,7 @@ def test_only_the_causal_mask_is_painted_in_the_masked_colour(browser, tmp_path,
     1e-12: in the heatmap and in every tile of the grid, the cells painted in the masked colour
     are exactly the ones above the diagonal; the tiny ones take the palette's lowest colour."""
     from dashboard.views.plots import NORMAL, PROB_PALETTE
-    from tests.matrix_support import TINY_TEXT, drawn_colours, painted, text_of
+    from tests.matrix_support import TINY_TEXT, drawn_colours, grid_painted, painted, text_of
 
     text = text_of(engine, TINY_TEXT, 128)
     f = engine.run(engine.default_model, engine.tokenizer(engine.default_model).encode(text))
@@ -542,12 +542,7 @@ def test_only_the_causal_mask_is_painted_in_the_masked_colour(browser, tmp_path,
     _set(page, "attention-head", "active", 1)
     np.testing.assert_array_equal(painted(drawn_colours(page, "heatmap"), NORMAL.masked), above)
     grid = drawn_colours(page, "grid")
-    gap = model_data(page, "grid-meta", "gap")[0]
-    want = np.zeros(grid.shape[:2], bool)
-    for lay in range(n_layer):
-        for h in range(n_head):
-            y, x = lay * (t + gap), h * (t + gap)
-            want[y : y + t, x : x + t] = above
+    want = grid_painted(page, above, n_layer, n_head)
     np.testing.assert_array_equal(painted(grid, NORMAL.masked), want)
     assert page.errors == []
     page.close()

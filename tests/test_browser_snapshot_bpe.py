@@ -20,6 +20,7 @@ from dashboard.views import bpe as V
 from export.snapshot import export_snapshot
 from models.bpe import readable
 from models.runtime import STATIC_DIR, Engine
+from tests.bpe_support import JS_PARTS, expected_parts
 from tests.browser_support import js_kernel_page, model_data, open_offline
 from tests.browser_support import model_get as _get
 from tests.browser_support import model_set as _set
@@ -166,48 +167,19 @@ def test_html_in_the_text_stays_text(page, trace):
     assert page.dialogs == [] and page.errors == []
 
 
-def _expected_parts(text: str, tokens: list[bytes]) -> list[str]:
-    """For each token (its bytes), the characters of ``text`` whose UTF-8 bytes (str.encode)
-    it holds only some of, as "part of 你 (e4 bd a0)"; "" for whole ones."""
-    spans, pos = [], 0
-    for ch in text:
-        n = len(ch.encode("utf-8"))
-        spans.append((ch, pos, pos + n))
-        pos += n
-    out, pos = [], 0
-    for t in tokens:
-        end = pos + len(t)
-        split = [
-            f"{c} ({c.encode('utf-8').hex(' ')})"
-            for c, a, b in spans
-            if a < end and b > pos and (a < pos or b > end)
-        ]
-        out.append("part of " + " and ".join(split) if split else "")
-        pos = end
-    return out
-
-
-JS_PARTS = """
-(toks) => toks.map(t => {
-  const next = t.nextElementSibling;
-  return next && next.classList.contains("bpe-part") ? next.textContent : "";
-})
-"""
-
-
 def test_split_characters_are_named_beside_their_bytes(page, engine, trace, steps):
     tok = engine.tokenizer(engine.default_model)
     for k in (0, 768, 3):  # the Python-drawn state, then the page's own
         _set(page, "bpe-k", "value", k)
         shown = [trace.tokenizer.token_bytes(i) for i in _ids(page, ".bpe-sample .bpe-tok")]
         assert b"".join(shown) == TEXT.encode("utf-8")
-        want = _expected_parts(TEXT, shown)
+        want = expected_parts(TEXT, shown)
         assert "part of 你 (e4 bd a0)" in want and "part of é (c3 a9)" in want
         assert page.locator(".bpe-sample .bpe-tok").evaluate_all(JS_PARTS) == want, k
     for s in (steps.n_steps, 0, steps.n_steps - 1):
         _set(page, "bpe-step", "value", s)
         shown = [tok.token_bytes(i) for i in _ids(page, ".bpe-trace .bpe-tok")]
-        want = _expected_parts(TEXT, shown)
+        want = expected_parts(TEXT, shown)
         assert "part of 😀 (f0 9f 98 80)" in want
         assert page.locator(".bpe-trace .bpe-tok").evaluate_all(JS_PARTS) == want, s
     assert page.errors == []

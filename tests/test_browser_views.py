@@ -430,7 +430,7 @@ def test_only_the_causal_mask_is_drawn_in_the_masked_colour(server, browser):
     1e-12: in the heatmap and in every tile of the grid, the cells painted in the masked colour
     are exactly the ones above the diagonal."""
     from dashboard.views.plots import NORMAL, PROB_PALETTE
-    from tests.matrix_support import TINY_TEXT, drawn_colours, painted, text_of
+    from tests.matrix_support import TINY_TEXT, drawn_colours, grid_painted, painted, text_of
 
     engine = Engine(STATIC_DIR)
     text = text_of(engine, TINY_TEXT, 128)
@@ -453,12 +453,7 @@ def test_only_the_causal_mask_is_drawn_in_the_masked_colour(server, browser):
     assert painted(heat, PROB_PALETTE[0])[tiny].all()
     grid = drawn_colours(page, "grid")
     n_layer, n_head = f.attn_probs.shape[:2]
-    gap = model_data(page, "grid-meta", "gap")[0]
-    want = np.zeros(grid.shape[:2], bool)
-    for lay in range(n_layer):
-        for h in range(n_head):
-            y, x = lay * (t + gap), h * (t + gap)
-            want[y : y + t, x : x + t] = above
+    want = grid_painted(page, above, n_layer, n_head)
     np.testing.assert_array_equal(painted(grid, NORMAL.masked), want)
     assert page.errors == []
     page.close()

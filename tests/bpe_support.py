@@ -1,0 +1,33 @@
+"""What the BPE lesson's pages must say of characters split across tokens, computed here from
+``str.encode`` (not from the lesson's own code), for the live and the snapshot tests."""
+
+from __future__ import annotations
+
+# Each token element's "part of …" note (the element after it), or "".
+JS_PARTS = """
+(toks) => toks.map(t => {
+  const next = t.nextElementSibling;
+  return next && next.classList.contains("bpe-part") ? next.textContent : "";
+})
+"""
+
+
+def expected_parts(text: str, tokens: list[bytes]) -> list[str]:
+    """For each token (its bytes), the characters of ``text`` whose UTF-8 bytes (str.encode)
+    it holds only some of, as "part of 你 (e4 bd a0)"; "" for whole ones."""
+    spans, pos = [], 0
+    for ch in text:
+        n = len(ch.encode("utf-8"))
+        spans.append((ch, pos, pos + n))
+        pos += n
+    out, pos = [], 0
+    for t in tokens:
+        end = pos + len(t)
+        split = [
+            f"{c} ({c.encode('utf-8').hex(' ')})"
+            for c, a, b in spans
+            if a < end and b > pos and (a < pos or b > end)
+        ]
+        out.append("part of " + " and ".join(split) if split else "")
+        pos = end
+    return out
