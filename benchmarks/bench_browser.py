@@ -1,12 +1,15 @@
 """Dashboard speed in a real Chromium: text edit -> heatmap updated, server start -> first
-rendered page, and (precision lesson) a typed value + Enter -> its bits on the buttons.
+rendered page, (precision lesson) a typed value + Enter -> its bits on the buttons, and
+(sampling lesson) a temperature slider move -> the next-token bars redrawn.
 Writes benchmarks/results/browser.json.
 
-    python -m benchmarks.bench_browser [--edits 20] [--static DIR] [--values 20]
+    python -m benchmarks.bench_browser [--edits 20] [--static DIR] [--values 20] [--moves 20]
     python -m benchmarks.bench_browser --only precision   # the typed values alone
+    python -m benchmarks.bench_browser --only sampling    # the slider moves alone
 
 Goals on a two-core machine: edit p95 <= 300 ms, first render <= 3 s (median and max over
---starts server starts) (issue 3); a typed value's bits shown <= 200 ms (issue 15).
+--starts server starts) (issue 3); a typed value's bits shown <= 200 ms; a slider move's bars
+redrawn <= 100 ms, median (issue 15).
 """
 
 from __future__ import annotations
@@ -134,6 +137,60 @@ def type_values(browser, static: str, n: int) -> list[float]:
         return times
 
 
+# The sampling lesson's temperature slider: set its value as a drag does, then wait until the
+# next-token bars ("sampling-bars") hold the new temperature's probabilities (``want``: the
+# first bars' heights, from numpy).
+JS_SLIDER_MOVE = """
+async ([t, want]) => {
+  const doc = Bokeh.documents.find(d => d.get_model_by_name("sampling-bars"));
+  const bars = doc.get_model_by_name("sampling-bars");
+  const slider = [...doc.all_models].find(m => m.type === "Slider" &&
+    (m.css_classes || []).includes("temperature-slider"));
+  const drawn = () => want.every((w, i) => Math.abs(bars.data.final[i] - w) < 1e-6);
+  const t0 = performance.now();
+  slider.value = t;
+  while (!drawn()) {
+    await new Promise(r => requestAnimationFrame(r));
+    if (performance.now() - t0 > 15000) throw new Error("bars not redrawn for T = " + t);
+  }
+  const ms = performance.now() - t0;
+  await new Promise(r => setTimeout(r, 150));  // what follows the bars settles
+  return ms;
+}
+"""
+SAMPLING_QUERY = 4  # a peaked distribution ("·not", then "·exist"), as in the lesson's tests
+
+
+def slider_moves(browser, static: str, n: int) -> list[float]:
+    """Milliseconds from a temperature slider move to the bars holding its values, ``n``
+    moves (each to a new T, the first of the page's session included), in a fresh server."""
+    from dashboard.state import DEFAULT_TEXT
+    from models.runtime import Engine
+
+    engine = Engine(Path(static))
+    model = engine.default_model
+    ids = engine.tokenizer(model).encode(DEFAULT_TEXT)
+    logits = engine.run(model, ids).logits[SAMPLING_QUERY].astype(np.float64)
+    with ExitStack() as stack:
+        url, _proc = stack.enter_context(serve(static=static, probe=STATS_PATH))
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        stack.callback(page.close)
+        page.goto(f"{url}?lesson=sampling&q={SAMPLING_QUERY}")
+        wait_ready(page, "sampling-bars")
+        page.wait_for_timeout(3000)  # the first draws settle
+        tid = page.evaluate(
+            """() => Array.from(Bokeh.documents.map(d => d.get_model_by_name("sampling-bars"))
+                                 .find(x => x).data.tid).slice(0, 12)"""
+        )
+        times = []
+        for i in range(n):
+            t = round(0.15 + 0.2 * (i % 24), 2)  # 0.15, 0.35, ..., 4.75: never T = 1 twice
+            z = logits / t
+            p = np.exp(z - z.max())
+            times.append(page.evaluate(JS_SLIDER_MOVE, [t, (p / p.sum())[tid].tolist()]))
+        return times
+
+
 def summary(ms, goal_key: str, goal) -> dict:
     """n, median, p95 and max of ``ms``, with the goal."""
     ms = np.array(ms)
@@ -164,9 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--edits", type=int, default=20)
     p.add_argument("--starts", type=int, default=5, help="server starts timed (median, max)")
     p.add_argument("--values", type=int, default=20, help="values typed in the bit explorer")
+    p.add_argument("--moves", type=int, default=20, help="temperature slider moves")
     p.add_argument("--static", default=str(ROOT / "static"))
     p.add_argument(
-        "--only", choices=["precision"], help="time this part only; keep the file's other figures"
+        "--only",
+        choices=["precision", "sampling"],
+        help="time this part only; keep the file's other figures",
     )
     args = p.parse_args(argv)
     starts, edits = [], []
@@ -182,7 +242,11 @@ def main(argv: list[str] | None = None) -> int:
                             # a new text each time, so every edit runs the model (no cache hit)
                             text = f"{SENTENCES[i % len(SENTENCES)]} {i}"
                             edits.append(page.evaluate(JS_EDIT, text))
-        typed = type_values(browser, args.static, args.values)
+        typed = moves = None
+        if args.only in (None, "precision"):
+            typed = type_values(browser, args.static, args.values)
+        if args.only in (None, "sampling"):
+            moves = slider_moves(browser, args.static, args.moves)
         browser.close()
     result = json.loads(OUT.read_text()) if args.only and OUT.exists() else {}
     if args.only is None:
@@ -194,7 +258,14 @@ def main(argv: list[str] | None = None) -> int:
             "goal": 3.0,
         }
     # from setting the value box + Enter to every format's bit buttons showing the new bits
-    result["precision_value_to_bits_ms"] = summary(typed, "goal", 200)
+    if typed is not None:
+        result["precision_value_to_bits_ms"] = summary(typed, "goal", 200)
+    # from setting the temperature slider's value to the bars' source holding its values
+    if moves is not None:
+        result["sampling_slider_to_bars_ms"] = {
+            **summary(moves, "goal_p50", 100),
+            "first": round(moves[0], 1),
+        }
     result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
     result["static"] = args.static
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 import tiktoken
+import torch
 from tiktoken.load import load_tiktoken_bpe
 
 from dashboard.lessons import sampling as S
@@ -241,3 +242,117 @@ def test_a_change_redraws_within_a_few_frames(page):
         }"""
     )
     assert sorted(times)[2] < 100, times  # ms, median: bars, 101-point curves, texts
+
+
+def _torch_probs(logits, pos, t):
+    return torch.softmax(torch.from_numpy(logits[pos]) / t, -1).numpy()
+
+
+JS_SLIDER_LABEL = """
+() => Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name("temperature-slider"))
+        .title_el.textContent
+"""
+
+
+def test_the_slider_shows_the_temperature_in_use(page):
+    """A snapshot exported at T = 0.001 (typed in the dashboard) reads 0.001, not 0."""
+    for t, shown in ((0.001, "0.001"), (2.35, "2.35"), (1e-5, "1e-05"), (1.0, "1")):
+        _settle(page, t)
+        assert page.evaluate(JS_SLIDER_LABEL) == f"Temperature T: {shown}"
+    assert page.errors == []
+
+
+@pytest.mark.parametrize(
+    ("box", "good", "bad", "words"),
+    [
+        ("top-k-input", "3", "abc", "still using top-k = 3."),
+        ("top-k-input", "3", "0", "still using top-k = 3."),
+        ("top-p-input", "0.9", "2", "still using top-p = 0.9."),
+        ("top-p-input", "0.9", "abc", "still using top-p = 0.9."),
+    ],
+)
+def test_a_refused_cut_says_which_value_is_in_use(page, reading, box, good, bad, words):
+    _, logits = reading
+    k, p = (3, 1.0) if box == "top-k-input" else (None, 0.9)
+    _settle(page, 1.0, "" if k is None else str(k), str(p))
+    _set(page, box, "value", good)
+    assert _get(page, "sampling-error", "visible") is False
+    before = model_data(page, "sampling-bars", "final")
+    _set(page, box, "value", bad)
+    assert _get(page, "sampling-error", "visible") is True
+    assert words in html.unescape(_get(page, "sampling-error", "text"))
+    assert _get(page, box, "value") == bad  # left there to be corrected
+    assert model_data(page, "sampling-bars", "final") == before
+    # the bars are those of the value in use: torch's softmax, cut and renormalised
+    probs = _torch_probs(logits, QUERY, 1.0)
+    order = np.argsort(-probs, kind="stable")
+    keep = np.zeros(probs.size, bool)
+    if k is not None:
+        keep[order[:k]] = True
+    else:
+        keep[order[: int(np.searchsorted(np.cumsum(probs[order]), p)) + 1]] = True
+    want = np.where(keep, probs, 0) / probs[keep].sum()
+    tid = model_data(page, "sampling-bars", "tid")
+    np.testing.assert_allclose(before, want[tid], atol=1e-9)
+    _settle(page)
+    assert _get(page, "sampling-error", "visible") is False
+    assert page.errors == []
+
+
+JS_ENTROPY_LEGEND = """
+() => Bokeh.documents[0].get_model_by_name("sampling-entropy-figure")
+        .select({type: Bokeh.Models.get("LegendItem")})
+        .map(i => [i.label.value, i.visible, i.renderers[0].data_source.name])
+"""
+
+
+def test_the_entropy_legend_shows_the_dotted_curve_only_beside_a_cut(page):
+    for k, p, cut in (("", "1", False), ("3", "1", True), ("", "0.8", True), ("", "1", False)):
+        _settle(page, 1.0, k, p)
+        assert page.evaluate(JS_ENTROPY_LEGEND) == [
+            ["sampled from", True, "sampling-entropy"],
+            ["T alone (no cuts)", cut, "sampling-entropy-plain"],
+        ], (k, p)
+    assert page.errors == []
+
+
+JS_MARK = """
+() => { const r = Bokeh.documents[0].get_model_by_name("sampling-tempered-mark");
+        return [r.glyph.type, r.glyph.y.field, r.data_source.name]; }
+"""
+
+
+def test_a_line_marks_the_probability_after_temperature_on_every_bar(page, reading):
+    _, logits = reading
+    assert page.evaluate(JS_MARK) == ["Rect", "tempered", "sampling-bars"]
+    for pos, t, k in ((QUERY, 1.0, ""), (QUERY, 1.6, "3"), (2, 0.4, "")):
+        _settle(page, t, k, "1", pos)
+        tid = model_data(page, "sampling-bars", "tid")
+        tempered = model_data(page, "sampling-bars", "tempered")
+        np.testing.assert_allclose(tempered, _torch_probs(logits, pos, t)[tid], atol=1e-9)
+        if not k:  # nothing cut: the line is what shows the pale bar under the solid one
+            np.testing.assert_allclose(model_data(page, "sampling-bars", "final"), tempered,
+                                       atol=1e-12)  # fmt: skip
+    assert page.errors == []
+
+
+JS_HATCHED = """
+() => Bokeh.documents[0].get_model_by_name("sampling-bars-figure").renderers
+  .filter(r => r.glyph.hatch_pattern !== undefined && (r.glyph.hatch_pattern.field !== undefined
+               || !["", " ", null].includes(r.glyph.hatch_pattern.value)))
+  .map(r => [r.glyph.hatch_pattern.field !== undefined ? {field: r.glyph.hatch_pattern.field}
+             : {value: r.glyph.hatch_pattern.value}, Array.from(r.view.indices.ones())])
+"""
+
+
+def test_the_cut_bars_and_only_they_are_hatched_with_one_pattern(page):
+    """One pattern for the glyph: a pattern per bar, read from a column, made Bokeh draw a new
+    pattern canvas for every bar at every redraw (a slider move's slowest part after the
+    plots themselves)."""
+    for k, p in (("3", "1"), ("", "0.8"), ("", "1")):
+        _settle(page, 1.0, k, p)
+        cut = [i for i, kept in enumerate(model_data(page, "sampling-bars", "kept")) if not kept]
+        hatched = page.evaluate(JS_HATCHED)
+        assert [pattern for pattern, _ in hatched] == [{"value": "/"}], hatched
+        assert hatched[0][1] == cut, (k, p)
+    assert page.errors == []

@@ -554,6 +554,49 @@ def test_view_curves_follow_the_filters(lesson):
     assert labels == [readable(tokenizer.token_bytes(int(i))) for i in ids]
 
 
+def test_view_entropy_legend_shows_the_dotted_curve_only_beside_a_cut(lesson):
+    view, state, _ = lesson
+    x = state.forward.logits[state.query].astype(np.float64)
+    curves = view.curves
+    assert curves.h_legend in curves.entropy_figure.center
+    (solid, dotted) = curves.h_legend.items
+    assert (solid.label["value"], dotted.label["value"]) == ("sampled from", "T alone (no cuts)")
+    # each names its own curve: the solid one sampled from, the dotted one of T alone
+    assert solid.renderers[0].data_source is curves.h_line
+    assert solid.renderers[0].glyph.line_dash == []
+    assert dotted.renderers[0].data_source is curves.h_plain
+    assert dotted.renderers[0].glyph.line_dash != []
+    temps = S.default_temperatures(5.0, 101)
+    plain = [  # the entropy of temperature alone, from torch
+        torch.distributions.Categorical(probs=torch.from_numpy(_torch_softmax(x, t))).entropy()
+        for t in temps[1:]
+    ]
+    for k, p, cut in (("", "1", False), ("3", "1", True), ("", "1", False), ("", "0.8", True),
+                      ("4", "0.5", True), ("", "1", False)):  # fmt: skip
+        view.k_input.value, view.p_input.value = k, p
+        assert solid.visible is True
+        assert dotted.visible is cut, (k, p)
+        if cut:
+            np.testing.assert_allclose(curves.h_plain.data["y"][1:], plain, atol=1e-9)
+        else:
+            assert curves.h_plain.data["y"] == []
+
+
+def test_view_a_line_marks_the_probability_after_temperature_on_every_bar(lesson):
+    view, state, _ = lesson
+    x = state.forward.logits[state.query].astype(np.float64)
+    (mark,) = [r for r in view.bars.figure.renderers if r.name == "sampling-tempered-mark"]
+    assert type(mark.glyph).__name__ == "Rect" and mark.data_source is view.bars.source
+    assert mark.glyph.y == "tempered" and mark.glyph.height_units == "screen"
+    assert mark.glyph.width == 0.8  # across the pale bar
+    for t, k in ((1.0, ""), (1.6, "3"), (0.4, "")):
+        view.t_input.value, view.k_input.value = f"{t:g}", k
+        bars = _bars(view)
+        np.testing.assert_allclose(bars["tempered"], _torch_softmax(x, t)[bars["tid"]], atol=1e-12)
+        if not k:  # nothing cut: the solid bar hides the pale one, the line stays in sight
+            np.testing.assert_allclose(bars["final"], bars["tempered"], atol=1e-12)
+
+
 def test_view_markers_sit_on_the_curves_after_every_kind_of_change(lesson):
     view, state, _ = lesson
 
@@ -614,7 +657,9 @@ def test_view_bad_input_shows_a_message_and_keeps_the_last_valid_state(lesson, w
     assert settings == (0.7, 10, 0.9) and not view.message.visible
     getattr(view, widget).value = text
     assert view.message.visible and words in html.unescape(view.message.object)
-    assert "Kept" in view.message.object
+    # the message names the value the plots still use
+    in_use = {"t_input": "T = 0.7", "k_input": "top-k = 10", "p_input": "top-p = 0.9"}[widget]
+    assert f"still using {in_use}." in html.unescape(view.message.object)
     assert (state.temperature, view.top_k, view.top_p) == settings
     assert _bars(view) == bars
     getattr(view, widget).value = {"t_input": "0.7", "k_input": "10", "p_input": "0.9"}[widget]

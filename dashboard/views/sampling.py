@@ -24,8 +24,11 @@ import param
 from bokeh.core.properties import value
 from bokeh.layouts import column, row
 from bokeh.models import (
+    CDSView,
     ColumnDataSource,
+    CustomJSTickFormatter,
     FixedTicker,
+    GroupFilter,
     HoverTool,
     Legend,
     LegendItem,
@@ -37,6 +40,7 @@ from bokeh.models import (
     Span,
     TextInput,
 )
+from panel.custom import JSComponent
 
 from dashboard.lessons import sampling as S
 from dashboard.views.offline import Context, callback, div
@@ -49,7 +53,7 @@ from dashboard.views.plots import (
     thinned_ticks,
 )
 from dashboard.views.registry import LessonView, Options, draws
-from dashboard.views.widgets import labelled, text_pane, two_way
+from dashboard.views.widgets import css, labelled, text_pane, two_way
 from models.bpe import Tokenizer, readable
 
 SLIDER_MAX = 5.0
@@ -97,6 +101,24 @@ def _fmt_k(k: int | None) -> str:
 
 def _fmt_p(p: float) -> str:
     return f"{p:g}"
+
+
+# The temperature slider's value as Python's f"{t:g}" writes it (the T box, the titles): its
+# step is 0.05, but a typed T = 0.001 is shown as 0.001, not rounded to Bokeh's default "0".
+G_FORMAT = """
+const v = Number(tick);
+if (!Number.isFinite(v) || v === 0) return String(v);
+const e = Math.floor(Math.log10(Math.abs(Number(v.toPrecision(6)))));
+if (e >= -4 && e < 6) return String(Number(v.toPrecision(6)));
+const [m, x] = v.toExponential(5).split("e");
+const n = Number(x);
+return `${m.replace(/\\.?0+$/, "")}e${n < 0 ? "-" : "+"}${String(Math.abs(n)).padStart(2, "0")}`;
+"""
+
+
+def temperature_format() -> CustomJSTickFormatter:
+    """A new formatter for a temperature slider's value (a Bokeh model lives in one page)."""
+    return CustomJSTickFormatter(code=G_FORMAT)
 
 
 def kept_color(style: PlotStyle) -> str:
@@ -160,6 +182,9 @@ GENERATE_OFFLINE = (
     "model again, which this page cannot do: generation needs the live dashboard. Run "
     "<code>make serve</code> and open this lesson there.</p>"
 )
+# A typed value that is refused: why, and the value the plots still use (the box keeps the
+# text, to be corrected).
+STILL_USING = "{error}; still using {name} = {value}."
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
@@ -220,6 +245,31 @@ def preset_html(temperature: float, k: int | None, p: float) -> str:
     return fill(CUSTOM_TEXT, dict(T=f"{temperature:g}", k=_fmt_k(k), p=_fmt_p(p)))
 
 
+class Words(JSComponent):
+    """A text that follows the settings (the summary under the bars, the preset's words):
+    ``object``, our HTML with any user text escaped, written into the page in place.
+
+    In place of an HTML pane: Panel re-sends an HTML pane's style sheets with its first new
+    text, and the page then styles and lays itself out again (a fresh page's first slider move
+    took 140-400 ms, the next ones 40); here a new text is one changed parameter."""
+
+    object = param.String(default="", doc="The HTML shown (ours; user text escaped).")
+
+    _esm = """
+    export function render({ model }) {
+      const box = document.createElement("div");
+      const show = () => { box.innerHTML = model.object; };
+      show();
+      model.on("object", show);
+      return box;
+    }
+    """
+
+    def __init__(self, *classes: str, **params):
+        params.setdefault("margin", (5, 10))  # as text_pane's
+        super().__init__(css_classes=list(classes), stylesheets=[css()], **params)
+
+
 class NextTokenBars:
     """The top-N next tokens: a pale bar at the probability after temperature, a solid bar
     at the renormalised probability after top-k and top-p; cut tokens grey and hatched."""
@@ -269,9 +319,22 @@ class NextTokenBars:
             fill_color=style.masked,
             fill_alpha=0.6,
             line_color=style.muted,
-            hatch_pattern="hatch",
+        )
+        # the hatching of the cut bars: one pattern for the glyph, drawn where the "hatch"
+        # column says "/" (a pattern per bar, read from that column, made Bokeh draw a new
+        # pattern canvas for every bar at every redraw: ~4 ms of a slider move's 40 in the page)
+        fig.vbar(
+            x="x",
+            top="tempered",
+            width=0.8,
+            source=self.source,
+            view=CDSView(filter=GroupFilter(column_name="hatch", group="/")),
+            fill_alpha=0,
+            line_color=None,
+            hatch_pattern="/",
             hatch_color=style.muted,
             hatch_alpha=0.8,
+            name="sampling-cut-hatch",
         )
         solid = fig.vbar(
             x="x", top="final", width=0.55, color="color", source=self.source, line_color=None
@@ -342,10 +405,9 @@ class NextTokenBars:
         # fails with "_pending_writes should be non-None" (Bokeh's document lock)
         self.ticker.ticks = ticks
         self.figure.xaxis.major_label_overrides = {i: rows["tick"][i] for i in ticks}
-        self.chosen.data = dict(
-            x=[x for x, c in zip(rows["x"], rows["chosen"], strict=True) if c],
-            y=[0.0] * sum(rows["chosen"]),
-        )
+        chosen = [x for x, c in zip(rows["x"], rows["chosen"], strict=True) if c]
+        if list(self.chosen.data["x"]) != chosen:  # the same marker: nothing to send
+            self.chosen.data = dict(x=chosen, y=[0.0] * len(chosen))
         self.figure.x_range.update(start=-0.5, end=n - 0.5)
         self.figure.title.text = title
         self.source.data = rows
@@ -550,6 +612,7 @@ class SamplingLesson(LessonView):
             value=min(s.temperature, SLIDER_MAX),
             width=width + 80,
             tooltips=False,  # the label shows the value; a tooltip would cover it
+            format=temperature_format(),
         )
         self.t_input = pn.widgets.TextInput(
             css_classes=["temperature-input"],
@@ -599,10 +662,8 @@ class SamplingLesson(LessonView):
         )
         self.clear_button = pn.widgets.Button(label="Clear the list", color="light")
         self.message = text_pane("", "message", "error", visible=False)
-        self.summary = text_pane("", "explain", "sampling-summary")
-        self.preset_text = text_pane(
-            "", "explain", "preset-explain", width=700 if style.classroom else 480
-        )
+        self.summary = Words("explain", "sampling-summary")
+        self.preset_text = Words("explain", "preset-explain", width=700 if style.classroom else 480)
         self.step_table = text_pane("", "explain", "sampling-steps")
 
         self.slider.param.watch(self._from_slider, "value")
@@ -698,15 +759,15 @@ class SamplingLesson(LessonView):
         self._set_error("temperature", "")
         self.state.temperature = float(event.new)
 
-    def _typed(self, field: str, parse, text, kept: str, apply) -> None:
-        """Typed input: ``apply(parse(text))``, or show the parse error with ``kept`` (what
-        stays in force) and change nothing."""
+    def _typed(self, field: str, parse, text, name: str, in_use: str, apply) -> None:
+        """Typed input: ``apply(parse(text))``, or show the parse error with the value still
+        in use (``name`` = ``in_use``) and change nothing."""
         if self._syncing:
             return
         try:
             value = parse(text)
         except ValueError as err:
-            self._set_error(field, f"{err}. {kept}")
+            self._set_error(field, fill(STILL_USING, dict(error=err, name=name, value=in_use)))
             return
         self._set_error(field, "")
         apply(value)
@@ -716,7 +777,8 @@ class SamplingLesson(LessonView):
             "temperature",
             lambda text: S.parse_temperature(text, self.state.param.temperature.bounds[1]),
             event.new,
-            f"Kept the last valid temperature, {self.state.temperature:g}.",
+            "T",
+            f"{self.state.temperature:g}",
             lambda t: setattr(self.state, "temperature", t),
         )
 
@@ -735,7 +797,8 @@ class SamplingLesson(LessonView):
             "top_k",
             S.parse_top_k,
             event.new,
-            f"Kept top-k = {_fmt_k(self.top_k)}.",
+            "top-k",
+            _fmt_k(self.top_k),
             lambda k: setattr(self, "top_k", k),
         )
 
@@ -744,7 +807,8 @@ class SamplingLesson(LessonView):
             "top_p",
             S.parse_top_p,
             event.new,
-            f"Kept top-p = {_fmt_p(self.top_p)}.",
+            "top-p",
+            _fmt_p(self.top_p),
             lambda p: setattr(self, "top_p", p),
         )
 
@@ -1003,6 +1067,7 @@ def snapshot(ctx: Context):
         end=SLIDER_MAX,
         step=0.05,
         value=min(max(float(s.temperature), 0.0), SLIDER_MAX),
+        format=temperature_format(),
         width=width + 120,
         name="temperature-slider",
         stylesheets=[ctx.stylesheet],
@@ -1088,6 +1153,7 @@ def snapshot(ctx: Context):
         preset_values=[[p.temperature, p.top_k, p.top_p] for p in S.PRESETS.values()],
         preset_explain=[html.escape(p.explain) for p in S.PRESETS.values()],
         preset_text_template=PRESET_TEXT,
+        still_using=STILL_USING,
         custom_text_template=CUSTOM_TEXT,
     )
     # one callback for every control: the page embeds its code once

@@ -40,12 +40,14 @@ const percent = (p) => (p <= 0 ? "" : p >= 0.005 ? `${py_fixed(100 * p, 0)}%` : 
 
 
 // -- reading the controls ---------------------------------------------------------------------
-// The top-k and top-p boxes; a bad value shows a message and keeps the last good one.
+// The top-k and top-p boxes; a bad value shows a message naming the last good one, which
+// stays in use (SamplingLesson._typed).
 function read_cuts() {
   const problems = [];
   let k = cuts.data.k[0] > 0 ? cuts.data.k[0] : null, p = cuts.data.p[0];
-  try { k = parse_top_k(k_input.value); } catch (e) { problems.push(e.message); }
-  try { p = parse_top_p(p_input.value); } catch (e) { problems.push(e.message); }
+  const refused = (e, name, value) => fill_template(still_using, {error: e.message, name, value});
+  try { k = parse_top_k(k_input.value); } catch (e) { problems.push(refused(e, "top-k", fmt_k(k))); }
+  try { p = parse_top_p(p_input.value); } catch (e) { problems.push(refused(e, "top-p", fmt_g(p))); }
   cuts.data = {k: [k === null ? 0 : k], p: [p]};
   show_error(error, problems.join(" "));
 }
