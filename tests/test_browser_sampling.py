@@ -282,6 +282,9 @@ def test_a_refused_value_says_which_value_is_in_use(fresh, box, good, bad, words
     message = page.locator(".message.error")
     expect(message).to_be_visible()
     expect(message).to_contain_text(words)
+    # and it looks like an error: a red rule at its left (the pane's own shadow-root style)
+    rule = message.evaluate("e => getComputedStyle(e).borderLeftColor")
+    assert rule == "rgb(207, 34, 46)", rule
     expect(field).to_have_value(bad)  # left there to be corrected
     page.wait_for_timeout(300)
     np.testing.assert_allclose(model_data(page, "sampling-bars", "final")[:12], want, atol=1e-6)
