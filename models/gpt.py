@@ -1,8 +1,12 @@
-"""A small GPT whose attention shows its work.
+"""A small GPT whose attention shows its work, in two recipes.
 
 nanoGPT-style decoder: token + learned position embeddings, pre-LayerNorm blocks, causal
 self-attention computed explicitly (so the scaled scores and the probabilities are tensors we
 can return), a GELU MLP, a final LayerNorm and an LM head tied to the token embedding.
+
+The same module builds the LLaMA recipe from its config: RMSNorm instead of LayerNorm, rotary
+positions (Hugging Face's half-split layout) instead of learned ones, a SwiGLU MLP, fewer key /
+value heads than query heads (grouped-query attention; 1 is multi-query), no biases.
 
 ``forward`` returns the four tensors the dashboard draws, the ONNX export's named outputs:
 ``logits`` (B, T, V), ``attn_scores`` (B, L, H, T, T) = q·k/√d_head before the mask,
@@ -33,29 +37,104 @@ class GPTConfig:
     layer_norm_eps: float = 1e-5
     # "none" is PyTorch's exact erf GELU; "tanh" is GPT-2's approximation (Hugging Face gelu_new)
     gelu_approximate: str = "none"
+    # -- the LLaMA recipe's choices (the defaults are GPT-2's) --
+    norm: str = "layernorm"  # or "rmsnorm" (eps: layer_norm_eps)
+    positions: str = "learned"  # or "rope"
+    rope_base: float = 10000.0
+    mlp: str = "gelu"  # or "swiglu"
+    n_kv_head: int | None = None  # key/value heads; None: one per query head (MHA)
+    mlp_hidden: int | None = None  # None: 4·n_embd for GELU, LLaMA's rule for SwiGLU
+    multiple_of: int = 32  # LLaMA's rule rounds the SwiGLU width up to a multiple of this
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("norm", ("layernorm", "rmsnorm")),
+            ("positions", ("learned", "rope")),
+            ("mlp", ("gelu", "swiglu")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError("n_embd must be a multiple of n_head")
+        if self.n_head % self.kv_heads:
+            raise ValueError(f"n_head ({self.n_head}) must be a multiple of n_kv_head")
+        if self.positions == "rope" and self.head_dim % 2:
+            raise ValueError("rotary positions need an even head size")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_head if self.n_kv_head is None else self.n_kv_head
+
+    @property
+    def hidden(self) -> int:
+        """The MLP's width: 4·C for GELU; for SwiGLU LLaMA's 2/3 of that (its three matrices
+        then hold as many weights as GELU's two), rounded up to ``multiple_of``."""
+        if self.mlp_hidden is not None:
+            return self.mlp_hidden
+        if self.mlp == "gelu":
+            return 4 * self.n_embd
+        width = int(2 * 4 * self.n_embd / 3)
+        return self.multiple_of * -(-width // self.multiple_of)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def norm_layer(config: GPTConfig) -> nn.Module:
+    """LayerNorm (GPT-2) or RMSNorm (LLaMA: no mean subtracted, no bias)."""
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(config.n_embd, eps=config.layer_norm_eps)
+    return nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+
+
+def rope_tables(T: int, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (T, head_dim) of the rotation at each position, in Hugging Face's layout:
+    dimension i and i + head_dim/2 form one rotating pair, at frequency base^(-2i/head_dim)."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    angles = torch.outer(torch.arange(T, dtype=torch.float32), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each (i, i + d/2) pair of ``x`` (..., T, d) by its position's angle."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention, each stage explicit rather than fused."""
+    """Multi-head causal self-attention, each stage explicit rather than fused. With fewer
+    key/value heads than query heads, query head h reads key/value head h // (n_head/n_kv)."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        assert config.n_embd % config.n_head == 0, "n_embd must be a multiple of n_head"
-        self.n_head = config.n_head
-        self.head_dim = config.n_embd // config.n_head
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.n_head, self.n_kv, self.head_dim = config.n_head, config.kv_heads, config.head_dim
+        self.rope = config.positions == "rope"
+        self.rope_base = config.rope_base
+        kv = self.n_kv * self.head_dim
+        # one projection for q, k and v (C + 2·kv outputs; 3·C for multi-head attention)
+        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * kv, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         causal = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("causal", causal, persistent=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        # (B, T, C) -> (B, H, T, d): each head attends independently
-        q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        kv = self.n_kv * self.head_dim
+        q, k, v = self.c_attn(x).split([C, kv, kv], dim=2)
+        # (B, T, heads·d) -> (B, heads, T, d): each head attends independently
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k, v = (t.view(B, T, self.n_kv, self.head_dim).transpose(1, 2) for t in (k, v))
+        if self.rope:
+            cos, sin = rope_tables(T, self.head_dim, self.rope_base)
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        if self.n_kv != self.n_head:  # each key/value head serves a group of query heads
+            k, v = (t.repeat_interleave(self.n_head // self.n_kv, dim=1) for t in (k, v))
         scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
         masked = scores.masked_fill(~self.causal[:T, :T], float("-inf"))
         probs = F.softmax(masked, dim=-1)
@@ -64,13 +143,21 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
+    """GELU: c_proj(gelu(c_fc(x))). SwiGLU: c_proj(silu(c_gate(x)) * c_fc(x))."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU(approximate=config.gelu_approximate)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.swiglu = config.mlp == "swiglu"
+        self.c_fc = nn.Linear(config.n_embd, config.hidden, bias=config.bias)
+        if self.swiglu:
+            self.c_gate = nn.Linear(config.n_embd, config.hidden, bias=config.bias)
+        else:
+            self.gelu = nn.GELU(approximate=config.gelu_approximate)
+        self.c_proj = nn.Linear(config.hidden, config.n_embd, bias=config.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.swiglu:
+            return self.c_proj(F.silu(self.c_gate(x)) * self.c_fc(x))
         return self.c_proj(self.gelu(self.c_fc(x)))
 
 
@@ -79,9 +166,9 @@ class Block(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.ln_1 = norm_layer(config)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.ln_2 = norm_layer(config)
         self.mlp = MLP(config)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -98,9 +185,10 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        if config.positions == "learned":  # rotary positions live in the attention instead
+            self.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.ln_f = norm_layer(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying, as in GPT-2
         self.apply(self._init_weights)
@@ -124,8 +212,9 @@ class GPT(nn.Module):
         self, input_ids: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         T = input_ids.shape[1]
-        pos = torch.arange(T, device=input_ids.device)
-        x = self.wte(input_ids) + self.wpe(pos)
+        x = self.wte(input_ids)
+        if self.config.positions == "learned":
+            x = x + self.wpe(torch.arange(T, device=input_ids.device))
         hidden, scores, probs = [x], [], []
         for block in self.h:
             x, s, p = block(x)
