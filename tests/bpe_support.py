@@ -1,5 +1,6 @@
-"""What the BPE lesson's pages must say of characters split across tokens, computed here from
-``str.encode`` (not from the lesson's own code), for the live and the snapshot tests."""
+"""Shared by the BPE lesson's live and snapshot tests: what its pages must say of characters
+split across tokens, computed here from ``str.encode`` (not from the lesson's own code), and a
+reading of the boxes its text is drawn in."""
 
 from __future__ import annotations
 
@@ -9,6 +10,21 @@ JS_PARTS = """
   const next = t.nextElementSibling;
   return next && next.classList.contains("bpe-part") ? next.textContent : "";
 })
+"""
+
+
+# Every shown box of a pane (the host and what its shadow root holds): its right edge, its
+# scroll and client widths and the window's, for checking that the lesson's text fits.
+JS_BOXES = """
+(host) => {
+  const inner = (host.shadowRoot || host).querySelectorAll("*");
+  const room = document.documentElement.clientWidth;
+  return [host, ...inner].filter(e => e.getBoundingClientRect().width > 0).map(e => {
+    const r = e.getBoundingClientRect();
+    return {what: `${e.tagName}.${e.className}`, right: r.right, sw: e.scrollWidth,
+            cw: e.clientWidth, room: room};
+  });
+}
 """
 
 

@@ -17,7 +17,7 @@ from tiktoken.load import load_tiktoken_bpe
 
 from dashboard.state import DEFAULT_TEXT
 from models.runtime import STATIC_DIR
-from tests.bpe_support import JS_PARTS, expected_parts
+from tests.bpe_support import JS_BOXES, JS_PARTS, expected_parts
 from tests.browser_support import model_data, record_errors, serve, wait_data
 
 pytestmark = pytest.mark.browser
@@ -293,17 +293,6 @@ def test_a_new_paste_cancels_the_training_in_progress_in_the_page(page):
 
 
 # -- classroom: a 1920x1080 projector -----------------------------------------------------------
-JS_BOXES = """
-(host) => {
-  const inner = (host.shadowRoot || host).querySelectorAll("*");
-  const room = document.documentElement.clientWidth;
-  return [host, ...inner].filter(e => e.getBoundingClientRect().width > 0).map(e => {
-    const r = e.getBoundingClientRect();
-    return {what: `${e.tagName}.${e.className}`, right: r.right, sw: e.scrollWidth,
-            cw: e.clientWidth, room: room};
-  });
-}
-"""
 
 
 def assert_fits(page, selector: str) -> None:

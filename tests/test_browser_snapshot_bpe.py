@@ -20,7 +20,7 @@ from dashboard.views import bpe as V
 from export.snapshot import export_snapshot
 from models.bpe import readable
 from models.runtime import STATIC_DIR, Engine
-from tests.bpe_support import JS_PARTS, expected_parts
+from tests.bpe_support import JS_BOXES, JS_PARTS, expected_parts
 from tests.browser_support import js_kernel_page, model_data, open_offline
 from tests.browser_support import model_get as _get
 from tests.browser_support import model_set as _set
@@ -183,19 +183,6 @@ def test_split_characters_are_named_beside_their_bytes(page, engine, trace, step
         assert "part of 😀 (f0 9f 98 80)" in want
         assert page.locator(".bpe-trace .bpe-tok").evaluate_all(JS_PARTS) == want, s
     assert page.errors == []
-
-
-JS_BOXES = """
-(host) => {
-  const inner = (host.shadowRoot || host).querySelectorAll("*");
-  const room = document.documentElement.clientWidth;
-  return [host, ...inner].filter(e => e.getBoundingClientRect().width > 0).map(e => {
-    const r = e.getBoundingClientRect();
-    return {what: `${e.tagName}.${e.className}`, right: r.right, sw: e.scrollWidth,
-            cw: e.clientWidth, room: room};
-  });
-}
-"""
 
 
 def test_classroom_step_text_final_ids_and_steppers_fit_1920x1080(browser, tmp_path):
