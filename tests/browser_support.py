@@ -171,7 +171,9 @@ JS_TITLE = """
   const pv = Bokeh.index.find_one(fig);
   const t = fig.title, ctx = document.createElement("canvas").getContext("2d");
   ctx.font = `${t.text_font_style} ${t.text_font_size} ${t.text_font}`;
-  return {text: t.text, width: ctx.measureText(t.text).width, room: fig.width - pv.frame.bbox.left};
+  const f = pv.frame.bbox;  // from the frame's left edge, or to its right one (align "right")
+  const room = t.align === "right" ? f.left + f.width : fig.width - f.left;
+  return {text: t.text, width: ctx.measureText(t.text).width, room};
 }
 """
 
@@ -312,7 +314,9 @@ JS_CUT_TITLES = """
     const r = pv.el.getBoundingClientRect();
     if (r.width === 0) continue;  // not shown
     ctx.font = `${t.text_font_style} ${t.text_font_size} ${t.text_font}`;
-    const width = ctx.measureText(t.text).width, room = r.width - pv.frame.bbox.left;
+    // a title starts at the frame's left edge, or ends at its right one (align "right")
+    const f = pv.frame.bbox, width = ctx.measureText(t.text).width;
+    const room = t.align === "right" ? f.left + f.width : r.width - f.left;
     const said = `${m.name}: "${t.text}" ${Math.round(width)} > ${Math.round(room)}`;
     if (width > room + 1) out.push(said);
   }

@@ -14,6 +14,7 @@ from dashboard.views import registry
 from export.snapshot import export_snapshot
 from tests.browser_support import (
     IMAGES,
+    cut_titles,
     open_offline,
     overflow,
     record_errors,
@@ -67,6 +68,7 @@ def assert_fits(page, size):
     assert box["scroll"] <= size[0], box
     small = small_things(page)
     assert small == {"text": [], "taps": []}, small
+    assert cut_titles(page) == []  # a figure scaled to a phone keeps its whole title
 
 
 # One figure each lesson draws (the page is ready when it exists) and a tap that works it.

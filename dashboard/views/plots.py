@@ -188,6 +188,12 @@ def styled_figure(style: PlotStyle, width: int, height: int, title: str, **kw) -
     return fig
 
 
+def title_over_axis(fig) -> None:
+    """End the title at the frame's right edge, so that a long title may reach left over a
+    wide axis of labels: a figure scaled down to a phone's width keeps all of it."""
+    fig.title.align = "right"
+
+
 def style_axis(axis, style: PlotStyle) -> None:
     """Fonts and colours of one axis, for figures and for axes added later (e.g. a right axis)."""
     axis.major_label_text_font_size = style.tick
@@ -370,6 +376,8 @@ class MatrixPlot:
         if not y_axis:
             fig.yaxis.visible = False
             fig.min_border_left = 5
+        else:
+            title_over_axis(fig)
         for axis in (*fig.xaxis, *fig.yaxis):
             # labels that would overlap are left out (a phone's narrower figure), not piled up
             axis.major_label_policy = NoOverlap(min_distance=-LABEL_OVERLAP)

@@ -38,7 +38,7 @@ from panel.custom import JSComponent
 from dashboard.lessons import precision as P
 from dashboard.lessons.attention import NAN_ROW
 from dashboard.views.offline import Context, callback, div, index_buttons
-from dashboard.views.plots import PlotStyle, styled_figure
+from dashboard.views.plots import PlotStyle, styled_figure, title_over_axis
 from dashboard.views.registry import LessonView, Options, draws
 from dashboard.views.widgets import OptionSelect, css, text_pane
 from models.runtime import EngineError
@@ -408,6 +408,7 @@ def range_plots(style: PlotStyle):
         x_range=Range1d(1e-47, 1e40),
         name="precision-ranges",
     )
+    title_over_axis(r)
     bars = r.hbar(
         y="y", left="left", right="right", height=0.6, color="color", fill_alpha="alpha", source=src
     )
@@ -417,7 +418,7 @@ def range_plots(style: PlotStyle):
         style,
         width,
         height,
-        "Representable values per decade",
+        "Values per decade",
         x_axis_type="log",
         y_axis_type="log",
         x_range=r.x_range,
@@ -498,9 +499,10 @@ def hist_columns(g: P.HistogramGeometry) -> tuple[dict, dict]:
     return bars, bands
 
 
-def hist_title(tensor: str, size: int) -> str:
-    """The histogram's title for ``tensor`` (an activation name, a weight, "all weights")."""
-    return f"log10|x| of {ACTIVATIONS.get(tensor, tensor)}: {size:,} values"
+def hist_title(size: int) -> str:
+    """The histogram's title: short, so that a phone shows all of it (the picker above it
+    names the tensor)."""
+    return f"log10|x| of {size:,} values"
 
 
 def counts_html(values, g: P.HistogramGeometry) -> str:
@@ -802,7 +804,7 @@ class PrecisionLesson(LessonView):
         self.hist_source.data, self.band_source.data = hist_columns(g)
         self.hist_figure.x_range.update(start=g.lo, end=g.hi)
         self.hist_figure.y_range.update(start=0, end=g.top)
-        self.hist_figure.title.text = hist_title(self.tensor, g.size)
+        self.hist_figure.title.text = hist_title(g.size)
         self.counts.object = counts_html(values, g)
 
     # -- real runs ---------------------------------------------------------------------------------
@@ -952,7 +954,7 @@ def _histograms(ctx: Context, args: dict) -> list:
         bars, bands = hist_columns(g)
         for k, v in (
             ("name", name),
-            ("title", hist_title(name, g.size)),
+            ("title", hist_title(g.size)),
             ("lo", g.lo),
             ("hi", g.hi),
             ("ymax", g.top),
