@@ -476,7 +476,10 @@ def test_view_refuses_too_much_text_and_keeps_the_trace(view):
     assert view.trace is before
 
 
-def test_new_paste_cancels_the_training_in_progress(view, monkeypatch):
+def gate_training(monkeypatch):
+    """Make the view's training wait at each progress step until the returned event is set,
+    so that a test can change the text while a training is in progress; also returns the
+    real training function."""
     from dashboard.views import bpe as V
 
     release = threading.Event()
@@ -490,6 +493,12 @@ def test_new_paste_cancels_the_training_in_progress(view, monkeypatch):
         return real(text, vocab_size, progress=gated, **kw)
 
     monkeypatch.setattr(V.B, "train_trace", slow)
+    return release, real
+
+
+def test_new_paste_cancels_the_training_in_progress(view, monkeypatch):
+
+    release, real = gate_training(monkeypatch)
     view.start_training("first text " * 20)
     first = view._paste.job
     view.start_training("second, different text " * 20)
@@ -616,17 +625,7 @@ def test_typing_in_the_paste_box_trains_after_a_pause_and_a_change_cancels(view,
 
     from dashboard.views import bpe as V
 
-    release = threading.Event()
-    real = B.train_trace
-
-    def slow(text, vocab_size, progress=None, **kw):
-        def gated(done, total):
-            release.wait(10)
-            progress(done, total)
-
-        return real(text, vocab_size, progress=gated, **kw)
-
-    monkeypatch.setattr(V.B, "train_trace", slow)
+    release, real = gate_training(monkeypatch)
     assert 0.3 <= V.PASTE_WAIT_S <= 0.7
     view.paste.value_input = "first text " * 20  # typed: no focus lost
     view.poll()
