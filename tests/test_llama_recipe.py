@@ -121,3 +121,16 @@ def test_the_recipes_differ_where_they_should():
 def test_a_config_it_cannot_build_is_refused_with_its_setting(bad, words):
     with pytest.raises(ValueError, match=words):
         llama_recipe(**{"n_kv_head": 2, **bad})
+
+
+@pytest.mark.parametrize("n_kv_head", [2, 1], ids=["gqa", "mqa"])
+def test_the_llama_recipe_exports_to_onnx_with_its_outputs(tmp_path, n_kv_head):
+    """The same export as anatomy-gpt's: ONNX Runtime gives torch's four named outputs within
+    the build's tolerance at T = 1, half the block and the whole block."""
+    from models.export import PARITY_TOLERANCE, export_onnx, parity
+
+    torch.manual_seed(0)
+    model = GPT(llama_recipe(n_kv_head)).eval()
+    worst = parity(model, export_onnx(model, tmp_path / "llama.onnx"))
+    assert set(worst) == {"logits", "attn_scores", "attn_probs", "hidden"}
+    assert max(worst.values()) <= PARITY_TOLERANCE, worst
