@@ -134,3 +134,61 @@ def test_the_llama_recipe_exports_to_onnx_with_its_outputs(tmp_path, n_kv_head):
     worst = parity(model, export_onnx(model, tmp_path / "llama.onnx"))
     assert set(worst) == {"logits", "attn_scores", "attn_probs", "hidden"}
     assert max(worst.values()) <= PARITY_TOLERANCE, worst
+
+
+def tiny_llama(n_kv_head: int, **kw) -> LlamaForCausalLM:
+    """A random Llama checkpoint the test makes (no download), tied embeddings."""
+    torch.manual_seed(1)
+    config = LlamaConfig(
+        vocab_size=89,
+        hidden_size=24,
+        intermediate_size=40,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=n_kv_head,
+        max_position_embeddings=40,
+        rms_norm_eps=1e-6,
+        rope_theta=500.0,
+        tie_word_embeddings=True,
+        attn_implementation="eager",
+        **kw,
+    )
+    hf = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return hf
+
+
+@pytest.mark.parametrize("n_kv_head", [2, 1, 4], ids=["gqa", "mqa", "mha"])
+def test_a_llama_checkpoint_converted_into_our_module_is_the_same_model(n_kv_head):
+    from models.llama_hf import config_from_llama, load_llama
+
+    hf = tiny_llama(n_kv_head)
+    ours = GPT(config_from_llama(hf.config.to_dict())).eval()
+    load_llama(ours, hf.state_dict())
+    ids = torch.randint(0, 89, (2, 40))
+    with torch.no_grad():
+        logits, _scores, probs, _hidden = ours(ids)
+        out = hf(ids, output_attentions=True)
+    torch.testing.assert_close(logits, out.logits, atol=1e-4, rtol=0)
+    torch.testing.assert_close(probs, torch.stack(out.attentions, 1), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (dict(rope_scaling={"rope_type": "linear", "factor": 2.0}), "rope_scaling"),
+        (dict(rope_parameters={"rope_type": "linear", "factor": 2.0}), "rope_parameters"),
+        (dict(tie_word_embeddings=False), "tie_word_embeddings"),
+        (dict(attention_bias=True), "attention_bias"),
+        (dict(hidden_act="gelu"), "hidden_act"),
+        (dict(model_type="qwen2"), "model_type"),
+    ],
+)
+def test_a_llama_setting_our_module_cannot_represent_is_named(change, words):
+    from models.llama_hf import config_from_llama
+
+    raw = {**tiny_llama(2).config.to_dict(), **change}
+    with pytest.raises(ValueError, match=words):
+        config_from_llama(raw)
