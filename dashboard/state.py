@@ -136,7 +136,6 @@ class SessionState(registry.Selection):
         else:
             params.pop("model", None)
         super().__init__(**params)
-        self._url_notices: list[str] = []
         self._update()
         # Open on the last token, whose next token the model predicts (and where sampling
         # appends): query 0's row is a single bar at 1. A link's q (applied later) still wins.
@@ -191,8 +190,13 @@ class SessionState(registry.Selection):
         return " ".join([*getattr(self, "_reading_notices", []), *self._url_notices_text()])
 
     def _url_notices_text(self) -> list[str]:
-        # set after Parameterized.__init__, which may already call watchers
-        return list(getattr(self, "_url_notices", []))
+        """What the link held that is not in use, each value named once (``apply_query``)."""
+        # read with getattr: Parameterized.__init__ may call watchers before they are set
+        bad, moved = getattr(self, "_bad", []), getattr(self, "_moved", [])
+        said = [f"Ignored unusable link values: {', '.join(bad)}."] if bad else []
+        if moved:
+            said.append(f"Out of range in the link: {', '.join(moved)}.")
+        return [" ".join(said)] if said else []
 
     def _set_derived(self, **values: Any) -> None:
         """Update the derived values together (one event per view), then keep the selection
@@ -250,7 +254,7 @@ class SessionState(registry.Selection):
         bad, moved = [], []
         keys = url_keys()
         location = getattr(self, "_location", None)  # the link as it is now
-        search = location.search if location is not None else getattr(self, "_search", "")
+        search = location.search if location is not None else ""
         written = dict(urllib.parse.parse_qsl(search.lstrip("?")))
         for name, value in values.items():
             key = keys.get(name, name)
@@ -273,15 +277,10 @@ class SessionState(registry.Selection):
         self._bad = list(dict.fromkeys([*getattr(self, "_bad", []), *bad]))
         self._moved = list(dict.fromkeys([*getattr(self, "_moved", []), *moved]))
         if bad or moved:
-            said = [f"Ignored unusable link values: {', '.join(self._bad)}."] if self._bad else []
-            if self._moved:
-                said.append(f"Out of range in the link: {', '.join(self._moved)}.")
-            self._url_notices = [" ".join(said)]
             self.notice = self._notice()
 
     def sync_url(self, location) -> None:
         """Mirror the state in ``location``'s query string (``pn.state.location``), both ways."""
-        self._search = location.search  # the link as opened
         self._location = location
         keys = url_keys()
         location.sync(self, keys, on_error=self.apply_query)
