@@ -234,27 +234,38 @@ def open_offline(browser, path, ready: str, viewport=(1600, 1200), touch: bool =
     return page
 
 
+# Every element of the page, inside shadow roots too (Bokeh and Panel draw in them), the ones
+# inside an element's shadow root before the element: the walk the page checks below share.
+JS_EVERY_ELEMENT = """
+  function* everyElement(root) {
+    for (const el of root.querySelectorAll("*")) {
+      if (el.shadowRoot) yield* everyElement(el.shadowRoot);
+      yield el;
+    }
+  }
+"""
+
 # Every element (shadow roots included) whose box reaches past the viewport's right edge, the
 # innermost first: what a phone would have to scroll sideways to see.
-JS_OVERFLOW = """
-() => {
+JS_OVERFLOW = (
+    """
+() => {"""
+    + JS_EVERY_ELEMENT
+    + """
   const width = document.documentElement.clientWidth, out = [];
-  const walk = (root) => {
-    for (const el of root.querySelectorAll("*")) {
-      if (el.shadowRoot) walk(el.shadowRoot);
-      const r = el.getBoundingClientRect();
-      if (String(el.className).includes("GlyphRenderer")) continue;
-      if (r.width > 0 && r.right > width + 1 && getComputedStyle(el).visibility !== "hidden") {
-        const name = el.tagName.toLowerCase() + (el.className && el.className.baseVal === undefined
-          ? "." + String(el.className).trim().split(/\\s+/).join(".") : "");
-        out.push(`${name} right=${Math.round(r.right)} width=${Math.round(r.width)}`);
-      }
+  for (const el of everyElement(document)) {
+    const r = el.getBoundingClientRect();
+    if (String(el.className).includes("GlyphRenderer")) continue;
+    if (r.width > 0 && r.right > width + 1 && getComputedStyle(el).visibility !== "hidden") {
+      const name = el.tagName.toLowerCase() + (el.className && el.className.baseVal === undefined
+        ? "." + String(el.className).trim().split(/\\s+/).join(".") : "");
+      out.push(`${name} right=${Math.round(r.right)} width=${Math.round(r.width)}`);
     }
-  };
-  walk(document);
+  }
   return {scroll: document.documentElement.scrollWidth, width, over: out.slice(0, 12)};
 }
 """
+)
 
 
 def overflow(page) -> dict:
@@ -264,36 +275,36 @@ def overflow(page) -> dict:
 
 # Text a person reads (an element with text of its own, shown) smaller than ``min_px``, and tap
 # targets (buttons, inputs, menus, token chips) smaller than ``min_tap`` in either direction.
-JS_SMALL = """
-([minPx, minTap]) => {
+JS_SMALL = (
+    """
+([minPx, minTap]) => {"""
+    + JS_EVERY_ELEMENT
+    + """
   const text = [], taps = [];
   const shown = (el, r) =>
     r.width > 0 && r.height > 0 && getComputedStyle(el).visibility !== "hidden";
   const said = (el) => (el.textContent || el.value || "").trim().slice(0, 30);
-  const walk = (root) => {
-    for (const el of root.querySelectorAll("*")) {
-      if (el.shadowRoot) walk(el.shadowRoot);
-      const r = el.getBoundingClientRect();
-      if (!shown(el, r)) continue;
-      // a plot's own labels (axes, legends) follow the plot's theme; super/subscripts are small
-      const host = el.getRootNode().host;
-      const inPlot = host && host.closest(".bk-Figure, .bk-Legend, [class*='Legend']");
-      const own = !inPlot && !["SUP", "SUB"].includes(el.tagName) &&
-        Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
-      const size = parseFloat(getComputedStyle(el).fontSize);
-      if (own && size < minPx) text.push(`${el.tagName.toLowerCase()} ${size}px "${said(el)}"`);
-      const tappable = ["BUTTON", "SELECT", "TEXTAREA"].includes(el.tagName) ||
-        (el.tagName === "INPUT" && el.type !== "hidden");
-      if (tappable && (r.height < minTap - 0.5 || r.width < minTap - 0.5)) {
-        const size = `${Math.round(r.width)}x${Math.round(r.height)}`;
-        taps.push(`${el.tagName.toLowerCase()} ${size} "${said(el)}"`);
-      }
+  for (const el of everyElement(document)) {
+    const r = el.getBoundingClientRect();
+    if (!shown(el, r)) continue;
+    // a plot's own labels (axes, legends) follow the plot's theme; super/subscripts are small
+    const host = el.getRootNode().host;
+    const inPlot = host && host.closest(".bk-Figure, .bk-Legend, [class*='Legend']");
+    const own = !inPlot && !["SUP", "SUB"].includes(el.tagName) &&
+      Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
+    const size = parseFloat(getComputedStyle(el).fontSize);
+    if (own && size < minPx) text.push(`${el.tagName.toLowerCase()} ${size}px "${said(el)}"`);
+    const tappable = ["BUTTON", "SELECT", "TEXTAREA"].includes(el.tagName) ||
+      (el.tagName === "INPUT" && el.type !== "hidden");
+    if (tappable && (r.height < minTap - 0.5 || r.width < minTap - 0.5)) {
+      const size = `${Math.round(r.width)}x${Math.round(r.height)}`;
+      taps.push(`${el.tagName.toLowerCase()} ${size} "${said(el)}"`);
     }
-  };
-  walk(document);
+  }
   return {text: text.slice(0, 12), taps: taps.slice(0, 12)};
 }
 """
+)
 
 
 def small_things(page, min_px: float = 14, min_tap: float = 40) -> dict:
@@ -326,27 +337,27 @@ JS_CUT_TITLES = """
 
 # Every shown text cut by its own box (its content wider than the box, which clips or scrolls
 # it) or running past the window's right edge.
-JS_CUT_TEXT = """
-() => {
+JS_CUT_TEXT = (
+    """
+() => {"""
+    + JS_EVERY_ELEMENT
+    + """
   const out = [], right = document.documentElement.clientWidth;
-  const walk = (root) => {
-    for (const el of root.querySelectorAll("*")) {
-      if (el.shadowRoot) walk(el.shadowRoot);
-      const own = Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
-      if (!own) continue;
-      const r = el.getBoundingClientRect();
-      if (r.width === 0 || getComputedStyle(el).visibility === "hidden") continue;
-      const style = getComputedStyle(el);
-      const clips = ["hidden", "clip", "auto", "scroll"].includes(style.overflowX) ||
-                    style.textOverflow === "ellipsis";
-      if ((clips && el.scrollWidth > el.clientWidth + 1) || r.right > right + 1)
-        out.push(`${el.tagName.toLowerCase()} "${el.textContent.trim().slice(0, 40)}"`);
-    }
-  };
-  walk(document);
+  for (const el of everyElement(document)) {
+    const own = Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own) continue;
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || getComputedStyle(el).visibility === "hidden") continue;
+    const style = getComputedStyle(el);
+    const clips = ["hidden", "clip", "auto", "scroll"].includes(style.overflowX) ||
+                  style.textOverflow === "ellipsis";
+    if ((clips && el.scrollWidth > el.clientWidth + 1) || r.right > right + 1)
+      out.push(`${el.tagName.toLowerCase()} "${el.textContent.trim().slice(0, 40)}"`);
+  }
   return out.slice(0, 12);
 }
 """
+)
 
 
 def cut_titles(page) -> list[str]:
