@@ -1078,18 +1078,7 @@ def _training_panel(ctx: Context, trace: B.TrainingTrace) -> tuple[Slider, dict,
     )
     seg = ColumnDataSource(data=segs, name="bpe-segmentations")
     run = ColumnDataSource(data=runs, name="bpe-runs")
-    slider = Slider(
-        title="Merges applied k",
-        start=0,
-        end=max(n, 1),
-        step=1,
-        value=n,
-        disabled=n == 0,
-        sizing_mode="stretch_width",
-        max_width=700 if classroom else 520,
-        name="bpe-k",
-        stylesheets=[ctx.stylesheet],
-    )
+    slider = _step_slider(ctx, "Merges applied k", n, "bpe-k")
     sample = _div(ctx, sample_for(tok, ctx.text, n), "bpe-sample", name="bpe-sample")
     table = _div(ctx, table_for(rows, n), "bpe-merges", name="bpe-merges",
                  sizing_mode="stretch_width", max_width=700 if classroom else 480,
@@ -1124,6 +1113,23 @@ def _training_panel(ctx: Context, trace: B.TrainingTrace) -> tuple[Slider, dict,
             sample,
             table,
         ],
+    )
+
+
+def _step_slider(ctx: Context, title: str, n: int, name: str) -> Slider:
+    """A slider over steps 0..n, at the last one (disabled when there is no step), as wide as
+    the dashboard's at most."""
+    return Slider(
+        title=title,
+        start=0,
+        end=max(n, 1),
+        step=1,
+        value=n,
+        disabled=n == 0,
+        sizing_mode="stretch_width",
+        max_width=700 if ctx.style.classroom else 520,
+        name=name,
+        stylesheets=[ctx.stylesheet],
     )
 
 
@@ -1225,18 +1231,7 @@ def _encode_panel(ctx: Context) -> tuple[Slider, dict, list]:
     }  # fmt: skip
     final = [i for parts in st.frame(n) for i in parts]
     segments = ColumnDataSource(data=dict(id=final), name="bpe-segments")
-    slider = Slider(
-        title="Encode step",
-        start=0,
-        end=max(n, 1),
-        step=1,
-        value=n,
-        disabled=n == 0,
-        sizing_mode="stretch_width",
-        max_width=700 if ctx.style.classroom else 520,
-        name="bpe-step",
-        stylesheets=[ctx.stylesheet],
-    )
+    slider = _step_slider(ctx, "Encode step", n, "bpe-step")
     text = _div(ctx, describe(st, tok, n), "explain", "bpe-step", name="bpe-step-text")
     trace = _div(ctx, frame_html(st, tok, n), "bpe-trace", name="bpe-trace")
     args = dict(
