@@ -1,4 +1,4 @@
-"""ONNX Runtime forward (all intermediate outputs) vs torch eager, same weights, same threads.
+"""ONNX Runtime forward (the four outputs every lesson draws) vs torch eager, same weights.
 
     python -m benchmarks.bench_runtime [--model anatomy-gpt] [--repeats 200]
 
@@ -20,6 +20,7 @@ import onnxruntime
 import torch
 
 from models.checkpoint import load_model
+from models.contract import TRANSFORMER_OUTPUTS
 from models.runtime import STATIC_DIR, Engine
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -47,7 +48,7 @@ def bench(model_name: str, lengths: list[int], repeats: int, threads: int) -> li
         ids_t = torch.from_numpy(ids)
 
         def run_ort(ids=ids):
-            session.run(None, {"input_ids": ids})
+            session.run(list(TRANSFORMER_OUTPUTS), {"input_ids": ids})
 
         def run_torch(ids_t=ids_t):
             with torch.inference_mode():

@@ -1,9 +1,15 @@
-"""``python -m models.build``: corpus -> tokenizer -> train -> export -> manifest.
+"""``python -m models.build``: corpus -> tokenizer -> train -> measure -> export -> manifest.
 
-Each step is skipped when its output is up to date (same inputs, file present and intact);
-``--force`` redoes everything. ``--quick`` builds a tiny model in seconds (for tests), into
-``build/quick`` unless ``--out`` says otherwise, so it never replaces the teaching model.
-``--from-hf DIR --name NAME`` imports a local Hugging Face GPT-2 checkpoint instead of training.
+Two models by default, trained the same way on the same data: anatomy-gpt (GPT-2's recipe)
+and anatomy-llama (LLaMA's: RMSNorm, RoPE, SwiGLU, grouped-query attention, no biases), with a
+parameter count within a few per cent of the GPT's. ``--recipe gpt`` or ``--recipe llama``
+builds one.
+
+Each step is skipped when its output is up to date (same inputs, file present and intact): a
+change to the export alone re-exports the saved weights without retraining; ``--force`` redoes
+everything. ``--quick`` builds tiny models in seconds (for tests), into ``build/quick`` unless
+``--out`` says otherwise, so it never replaces the teaching models. ``--from-hf DIR --name NAME``
+imports a local Hugging Face checkpoint instead of training.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ from tqdm.auto import tqdm
 from models import corpus as corpus_mod
 from models.bpe import DEFAULT_PATTERN, Tokenizer
 from models.bpe import train as train_bpe
-from models.checkpoint import save_weights
-from models.export import check_parity, export_onnx, parity
+from models.checkpoint import load_model, save_weights
+from models.contract import transformer_outputs
+from models.export import check_parity, decode_parity, export_decode, export_onnx, parity
 from models.gpt import GPT, GPTConfig
 from models.lowp import write_variants
 from models.manifest import (
@@ -39,10 +46,15 @@ from models.manifest import (
     write_manifest,
 )
 from models.runtime import sha256_file
-from models.train import TrainConfig, train
+from models.train import TrainConfig, loss_by_position, train
 
 DEFAULT_NAME = DEFAULT_MODEL
+RECIPES = ("gpt", "llama")
+DEFAULT_NAMES = {"gpt": DEFAULT_NAME, "llama": "anatomy-llama"}
+QUICK_NAMES = {"gpt": "quick-gpt", "llama": "quick-llama"}
 DEFAULT_VOCAB = 1024
+# What the exported files hold; a change here re-exports every model from its saved weights.
+EXPORT_FORMAT = 2  # 1: four outputs; 2: the inside of every block, and the decode graph
 QUICK_DIR = Path(__file__).resolve().parent.parent / "build" / "quick"
 PROMPTS = ("Return the", "The default value is", "This module provides", "If the file")
 SAMPLE_TOKENS = 24
@@ -83,16 +95,57 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def default_plan(name: str = DEFAULT_NAME, vocab: int = DEFAULT_VOCAB, steps: int | None = None):
+def llama_recipe(gpt: GPTConfig, n_kv_head: int) -> GPTConfig:
+    """The LLaMA recipe at ``gpt``'s size: RMSNorm, RoPE (base 10000, half-split), SwiGLU,
+    ``n_kv_head`` key/value heads, no biases, tied embeddings. The SwiGLU width is the multiple
+    of 32 that brings the parameter count nearest to ``gpt``'s (LLaMA's own rule, 2/3 of 4·C,
+    would leave it smaller: grouped-query attention has fewer key/value weights)."""
+    base = dataclasses.replace(
+        gpt,
+        bias=False,
+        norm="rmsnorm",
+        positions="rope",
+        rope_base=10000.0,
+        mlp="swiglu",
+        n_kv_head=n_kv_head,
+    )
+    target = count_params(gpt)
+    widths = range(base.multiple_of, 8 * gpt.n_embd + 1, base.multiple_of)
+    best = min(
+        widths,
+        key=lambda w: abs(count_params(dataclasses.replace(base, mlp_hidden=w)) - target),
+    )
+    return dataclasses.replace(base, mlp_hidden=best)
+
+
+def count_params(config: GPTConfig) -> int:
+    """Parameters of a model of ``config``, without allocating its weights."""
+    with torch.device("meta"):
+        return GPT(config).num_params()
+
+
+def default_plan(
+    name: str = DEFAULT_NAME, vocab: int = DEFAULT_VOCAB, steps: int | None = None, recipe="gpt"
+) -> Plan:
+    """The teaching models: the same size, data, steps and seed; ``recipe`` gpt or llama."""
     training = TrainConfig() if steps is None else TrainConfig(steps=steps)
-    return Plan(name, vocab, GPTConfig(vocab_size=vocab + 1), training)
+    model = GPTConfig(vocab_size=vocab + 1)
+    if recipe == "llama":
+        model = llama_recipe(model, n_kv_head=2)
+    return Plan(name, vocab, model, training)
 
 
-def quick_plan(name: str = "quick-gpt") -> Plan:
+def quick_plan(name: str = "quick-gpt", recipe: str = "gpt") -> Plan:
     """A model that trains in a couple of seconds: shapes are real, quality is not."""
     model = GPTConfig(vocab_size=301, block_size=32, n_layer=2, n_head=2, n_embd=32)
+    if recipe == "llama":  # four query heads sharing two key/value heads
+        model = llama_recipe(dataclasses.replace(model, n_head=4), n_kv_head=2)
     training = TrainConfig(steps=30, batch_size=8, warmup_steps=5)
     return Plan(name, 300, model, training, corpus_chars=60_000)
+
+
+def export_key() -> str:
+    return _hash({"format": EXPORT_FORMAT, "torch": torch.__version__})
 
 
 def _up_to_date(out: Path, entry: dict | None, key_field: str, key: str) -> bool:
@@ -103,15 +156,23 @@ def _up_to_date(out: Path, entry: dict | None, key_field: str, key: str) -> bool
 
 
 # -- steps ----------------------------------------------------------------------------------------
-def build_tokenizer(text: str, plan: Plan, out: Path, key: str, old: dict | None) -> Tokenizer:
+def build_tokenizer(
+    text: str, plan: Plan, out: Path, key: str, manifest: dict, force: bool = False
+) -> Tokenizer:
+    """The plan's tokenizer: a copy of any model's in ``manifest`` built from the same corpus
+    and settings (the two recipes share one), else trained. Saved as ``<name>-bpe``."""
     tok_name = f"{plan.name}-bpe"
-    if old and old.get("build", {}).get("tokenizer_key") == key:
+    for entry in [] if force else manifest["models"]:
+        if entry.get("build", {}).get("tokenizer_key") != key:
+            continue
         try:
-            tok = Tokenizer.load(out, tok_name)
-            print(f"[tokenizer] up to date: {tok_name} ({tok.n_ordinary} tokens)")
-            return tok
-        except (OSError, ValueError):
-            pass
+            tok = Tokenizer.load(out, entry["tokenizer"]["name"])
+        except (OSError, ValueError, KeyError):
+            continue
+        print(f"[tokenizer] up to date: {entry['tokenizer']['name']} ({tok.n_ordinary} tokens)")
+        if entry["tokenizer"]["name"] != tok_name:
+            tok.save(out, tok_name)
+        return tok
     bar = tqdm(total=plan.vocab_size - 256, desc="tokenizer", unit="merge")
 
     def progress(done: int, total: int) -> None:
@@ -142,27 +203,33 @@ def greedy_samples(model: GPT, tok: Tokenizer, prompts=PROMPTS, n: int = SAMPLE_
 
 
 def export_and_record(model: GPT, tok: Tokenizer, out: Path, name: str, extra: dict) -> dict:
-    """Export ``model``, check parity, write its manifest entry. Returns the entry."""
+    """Export ``model`` (full and decode graphs), check parity, write its manifest entry.
+    Returns the entry."""
     path = out / f"{name}.onnx"
     t0 = time.perf_counter()
     print(f"[export] {path.name} ...", flush=True)
     export_onnx(model, path)
     errors = parity(model, path)
     check_parity(errors)
+    decode = export_and_check_decode(model, path, out / f"{name}-decode.onnx")
     weights = save_weights(model, out / f"{name}.safetensors")
     variants = write_variants(out, {"file": path.name})  # fp16 and emulated bf16 graphs
     print(
         f"[export] {path.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t0:.1f}s; "
         f"parity max|torch-ort| = {max(errors.values()):.2e}"
     )
+    extra = dict(extra)
+    build_keys = {**extra.pop("build", {}), "export_key": export_key()}
     entry = {
         "name": name,
         "file": path.name,
         "sha256": sha256_file(path),
         "bytes": path.stat().st_size,
         "weights_file": weights.name,
+        "weights_sha256": sha256_file(weights),
         "config": model.config.to_dict(),
         "n_params": model.num_params(),
+        "outputs": list(transformer_outputs(model.config.to_dict())),
         "tokenizer": {
             "name": f"{name}-bpe",
             "rank_file": f"{name}-bpe.tiktoken",
@@ -172,13 +239,85 @@ def export_and_record(model: GPT, tok: Tokenizer, out: Path, name: str, extra: d
             "special_tokens": tok.special_tokens,
         },
         "parity_max_abs_error": errors,
+        "decode": decode,
         "variants": variants,
         "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
         **extra,
+        "build": build_keys,
     }
     write_manifest(out, entry)
     return entry
+
+
+def export_and_check_decode(model: GPT, full: Path, path: Path) -> dict:
+    """The decode graph beside the full one, checked by decoding a whole block one token at a
+    time against the full graph; its manifest record."""
+    export_decode(model, path)
+    T = model.config.block_size
+    error, cache_bytes = decode_parity(full, path, model.config.vocab_size, T)
+    check_parity({"decode logits": error})
+    print(f"[export] {path.name}: {T} steps, max|decode-full| = {error:.2e}")
+    return {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "parity_max_abs_error": error,  # logits, every position of a full block
+        "parity_steps": T,
+        "cache_bytes_per_token": cache_bytes,  # measured: present_k + present_v per position
+    }
+
+
+def measure_positions(model: GPT, val_ids: np.ndarray) -> dict:
+    """Loss per position on held-out text: inside the block for every model, and out to twice
+    the block for rotary positions (which have no last position), on the same windows."""
+    block = model.config.block_size
+    reach = 2 * block if model.config.positions == "rope" else block
+    t0 = time.perf_counter()
+    result = loss_by_position(model, val_ids, reach, stride=2 * block + 1)
+    loss = result.pop("loss")
+    inside, past = loss[:block], loss[block:]
+    summary = {
+        **result,
+        "block_size": block,
+        "loss": [round(x, 4) for x in loss],
+        "mean_inside_block": round(float(np.mean(inside)), 4),
+        "mean_past_block": round(float(np.mean(past)), 4) if past else None,
+    }
+    print(
+        f"[measure] loss per position over {result['windows']} windows of {reach}: "
+        f"{summary['mean_inside_block']:.3f} nats inside the block"
+        + (f", {summary['mean_past_block']:.3f} past it" if past else "")
+        + f" ({time.perf_counter() - t0:.0f}s)"
+    )
+    return summary
+
+
+def _intact(out: Path, entry: dict) -> bool:
+    """Whether ``entry`` was written by this exporter and its other files are still its own
+    (the ONNX file itself is checked by ``_up_to_date``)."""
+    if entry.get("build", {}).get("export_key") != export_key():
+        return False
+    files = [(entry.get("weights_file"), entry.get("weights_sha256"))]
+    decode = entry.get("decode") or {}
+    files.append((decode.get("file"), decode.get("sha256")))
+    return all(
+        name and sha and (out / name).is_file() and sha256_file(out / name) == sha
+        for name, sha in files
+    )
+
+
+def _trained(out: Path, old: dict | None, model_key: str) -> GPT | None:
+    """The model ``old`` recorded, when its weights are from this very training and intact."""
+    if not old or old.get("build", {}).get("model_key") != model_key:
+        return None
+    path = out / old.get("weights_file", "")
+    if not path.is_file() or old.get("weights_sha256") not in (None, sha256_file(path)):
+        return None
+    try:
+        return load_model(path, old["config"])
+    except (OSError, ValueError, TypeError, RuntimeError):
+        return None
 
 
 def build(plan: Plan, out: Path, corpus_path: str | None = None, force: bool = False) -> dict:
@@ -190,16 +329,31 @@ def build(plan: Plan, out: Path, corpus_path: str | None = None, force: bool = F
     train_text, val_text = corpus_mod.split(text)
     print(f"[corpus] {corpus.source}: {len(text.encode()):,} bytes (sha256 {corpus.sha256[:12]})")
 
-    old = None if force else find_entry(read_manifest(out), plan.name)
+    manifest = read_manifest(out)
+    old = None if force else find_entry(manifest, plan.name)
     model_key = plan.model_key(corpus.sha256)
-    if _up_to_date(out, old, "model_key", model_key):
+    if _up_to_date(out, old, "model_key", model_key) and _intact(out, old):
         print(f"[build] {plan.name} is up to date ({out / old['file']}); --force rebuilds it")
         return old
 
     tok_key = plan.tokenizer_key(corpus.sha256)
-    tok = build_tokenizer(train_text, plan, out, tok_key, old)
-    train_ids = encode_corpus(tok, train_text, "encode train")
+    tok = build_tokenizer(train_text, plan, out, tok_key, manifest, force)
     val_ids = encode_corpus(tok, val_text, "encode val")
+    model = None if force else _trained(out, old, model_key)
+    if model is not None:  # only the export changed: the saved weights, re-exported
+        print(f"[train] {plan.name}: the saved weights are from this training; re-exporting")
+        kept = ("corpus", "training", "samples")
+        extra = {k: old[k] for k in kept if k in old}
+    else:
+        model, extra = train_model(plan, tok, train_text, val_ids, corpus, text)
+    extra["positions"] = measure_positions(model, val_ids)
+    extra["build"] = {"tokenizer_key": tok_key, "model_key": model_key}
+    return export_and_record(model, tok, out, plan.name, extra)
+
+
+def train_model(plan: Plan, tok: Tokenizer, train_text: str, val_ids, corpus, text: str):
+    """Train ``plan``'s model; returns it and its manifest fields (corpus, training, samples)."""
+    train_ids = encode_corpus(tok, train_text, "encode train")
     print(
         f"[tokenizer] {len(train_ids):,} train / {len(val_ids):,} val tokens, "
         f"{len(train_text.encode()) / len(train_ids):.2f} bytes per token"
@@ -213,6 +367,7 @@ def build(plan: Plan, out: Path, corpus_path: str | None = None, force: bool = F
         )
         model_config = dataclasses.replace(model_config, vocab_size=tok.vocab_size)
 
+    print(f"[train] {plan.name}: {count_params(model_config):,} parameters")
     result = train(model_config, train_ids, val_ids, plan.training)
     print(
         f"[train] {result.seconds:.0f}s: train {result.train_loss:.3f}, val {result.val_loss:.3f}"
@@ -239,9 +394,22 @@ def build(plan: Plan, out: Path, corpus_path: str | None = None, force: bool = F
             "seconds": round(result.seconds, 1),
         },
         "samples": samples,
-        "build": {"tokenizer_key": tok_key, "model_key": model_key},
     }
-    return export_and_record(result.model, tok, out, plan.name, extra)
+    return result.model, extra
+
+
+def plans(args) -> list[Plan]:
+    """The plans the command line asks for: both recipes unless ``--recipe`` names one."""
+    recipes = [args.recipe] if args.recipe else list(RECIPES)
+    if args.name and len(recipes) > 1:
+        raise ValueError("--name names one model: give --recipe gpt or --recipe llama with it")
+    names = QUICK_NAMES if args.quick else DEFAULT_NAMES
+    return [
+        quick_plan(args.name or names[r], r)
+        if args.quick
+        else default_plan(args.name or names[r], args.vocab, args.steps, r)
+        for r in recipes
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,18 +419,19 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", type=Path, help="output folder (default: static/)")
-    p.add_argument("--name", help=f"model name in the manifest (default: {DEFAULT_NAME})")
+    p.add_argument("--recipe", choices=RECIPES, help="build one model (default: both)")
+    p.add_argument("--name", help="model name in the manifest (with --recipe or --from-hf)")
     p.add_argument("--corpus", help="train on this UTF-8 text file instead of the stdlib")
     p.add_argument("--vocab", type=int, default=DEFAULT_VOCAB, help="BPE vocabulary size")
     p.add_argument("--steps", type=int, help="training steps (default: 1000)")
-    p.add_argument("--quick", action="store_true", help="tiny model in seconds, for tests")
+    p.add_argument("--quick", action="store_true", help="tiny models in seconds, for tests")
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
-    p.add_argument("--from-hf", metavar="DIR", help="import a local Hugging Face GPT-2 checkpoint")
+    p.add_argument("--from-hf", metavar="DIR", help="import a local Hugging Face checkpoint")
     args = p.parse_args(argv)
 
     try:
         if args.from_hf:
-            from models.hf import import_checkpoint
+            from models.import_hf import import_checkpoint
 
             if not args.name:
                 p.error("--from-hf needs --name NAME")
@@ -270,19 +439,18 @@ def main(argv: list[str] | None = None) -> int:
             out.mkdir(parents=True, exist_ok=True)
             model, tok, info = import_checkpoint(args.from_hf)
             tok.save(out, f"{args.name}-bpe")
-            entry = export_and_record(model, tok, out, args.name, {"source": info})
+            entries = [export_and_record(model, tok, out, args.name, {"source": info})]
         else:
-            if args.quick:
-                plan = quick_plan(args.name or "quick-gpt")
-            else:
-                plan = default_plan(args.name or DEFAULT_NAME, args.vocab, args.steps)
             out = args.out or (QUICK_DIR if args.quick else STATIC_DIR)
-            torch.set_num_threads(plan.training.threads)
-            entry = build(plan, out, args.corpus, args.force)
+            entries = []
+            for plan in plans(args):
+                torch.set_num_threads(plan.training.threads)
+                entries.append(build(plan, out, args.corpus, args.force))
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"[build] {entry['name']} -> {out / entry['file']} (manifest: {out / MANIFEST_NAME})")
+    for entry in entries:
+        print(f"[build] {entry['name']} -> {out / entry['file']} (manifest: {out / MANIFEST_NAME})")
     return 0
 
 

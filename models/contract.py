@@ -45,11 +45,81 @@ OUTPUTS: dict[str, Output] = {
             "(batch, n_layer + 1, T, d_model)",
             "the residual stream: the embeddings, then after every block",
         ),
+        Output(
+            "q",
+            "(batch, n_layer, n_head, T, d_head)",
+            "queries as they enter the scores (after RoPE in a RoPE model)",
+        ),
+        Output(
+            "k",
+            "(batch, n_layer, n_kv_head, T, d_head)",
+            "keys as they enter the scores, one per key/value head: what a KV cache stores",
+        ),
+        Output(
+            "v",
+            "(batch, n_layer, n_kv_head, T, d_head)",
+            "values, one per key/value head: what a KV cache stores",
+        ),
+        Output(
+            "q_before_rope",
+            "(batch, n_layer, n_head, T, d_head)",
+            "RoPE models only: queries before the rotation",
+        ),
+        Output(
+            "k_before_rope",
+            "(batch, n_layer, n_kv_head, T, d_head)",
+            "RoPE models only: keys before the rotation",
+        ),
+        Output(
+            "attn_heads",
+            "(batch, n_layer, n_head, T, d_head)",
+            "each head's output (probabilities @ v), before the heads are concatenated and "
+            "projected",
+        ),
+        Output(
+            "resid_mid",
+            "(batch, n_layer, T, d_model)",
+            "the residual stream between each block's attention and MLP sublayers",
+        ),
+        Output(
+            "mlp_up",
+            "(batch, n_layer, T, d_mlp)",
+            "the MLP's first projection: GELU's input, or SwiGLU's up branch",
+        ),
+        Output(
+            "mlp_gate",
+            "(batch, n_layer, T, d_mlp)",
+            "SwiGLU models only: the gate branch, before its SiLU",
+        ),
+        Output(
+            "mlp_hidden",
+            "(batch, n_layer, T, d_mlp)",
+            "the MLP's activations, what its output projection reads: gelu(up), or silu(gate)·up",
+        ),
     )
 }
 
-# What every transformer file of ours has (the exporter's output order).
+# What every transformer file has, old ones and brought-in ones included: what every lesson
+# may rely on, and what the engine returns unless asked for more.
 TRANSFORMER_OUTPUTS: tuple[str, ...] = ("logits", "attn_scores", "attn_probs", "hidden")
+
+
+def transformer_outputs(config: dict) -> tuple[str, ...]:
+    """The outputs our exporter writes for a model of ``config`` (a GPTConfig dict), in the
+    graph's order: the four above, then the inside of every block."""
+    rope = config.get("positions", "learned") == "rope"
+    swiglu = config.get("mlp", "gelu") == "swiglu"
+    inside = ("q", "k", "v") + (("q_before_rope", "k_before_rope") if rope else ())
+    inside += ("attn_heads", "resid_mid", "mlp_up") + (("mlp_gate",) if swiglu else ())
+    return TRANSFORMER_OUTPUTS + inside + ("mlp_hidden",)
+
+
+# The decode graph (``<model>-decode.onnx``): one token in, with the keys and values of the
+# positions before it (the full graph's ``k`` and ``v``, or an earlier step's ``present_*``).
+PAST_K, PAST_V = "past_k", "past_v"  # float32 (batch, n_layer, n_kv_head, P, d_head), P >= 1
+DECODE_INPUTS: tuple[str, ...] = (INPUT_IDS, PAST_K, PAST_V)  # input_ids: int64 (batch, 1)
+# logits (batch, 1, vocab) at the new position; the cache grown by it (P + 1 positions)
+DECODE_OUTPUTS: tuple[str, ...] = ("logits", "present_k", "present_v")
 
 
 @dataclass(frozen=True)

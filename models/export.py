@@ -1,4 +1,10 @@
-"""torch -> ONNX with every attention stage as a named output, and the parity check."""
+"""torch -> ONNX with every stage as a named output, the decode graph, and the parity checks.
+
+Two graphs per model: the full graph (``<name>.onnx``: token ids in, every output of
+models/contract.py out) and the decode graph (``<name>-decode.onnx``: one token and the KV
+cache in, its logits and the grown cache out), which is what makes generation cost one
+position per token instead of the whole prefix.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +17,38 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.contract import DECODE_INPUTS, DECODE_OUTPUTS, PAST_K, PAST_V, transformer_outputs
 from models.contract import INPUT_IDS as INPUT_NAME
-from models.contract import TRANSFORMER_OUTPUTS as OUTPUT_NAMES
 from models.gpt import GPT
 
 PARITY_TOLERANCE = 1e-4
+
+
+class _Named(torch.nn.Module):
+    """The model as the exporter sees it: a tuple of outputs in the contract's order."""
+
+    def __init__(self, model: GPT):
+        super().__init__()
+        self.model = model
+        self.names = output_names(model)
+
+    def forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model.outputs(input_ids)
+        return tuple(out[n] for n in self.names)
+
+
+class _Decode(torch.nn.Module):
+    def __init__(self, model: GPT):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, past_k, past_v):
+        return self.model.decode(input_ids, past_k, past_v)
+
+
+def output_names(model: GPT) -> tuple[str, ...]:
+    """The full graph's outputs for ``model``, in order (models/contract.py)."""
+    return transformer_outputs(model.config.to_dict())
 
 
 def export_onnx(model: GPT, path: str | Path) -> Path:
@@ -23,21 +56,55 @@ def export_onnx(model: GPT, path: str | Path) -> Path:
 
     Batch and sequence length are dynamic: T from 1 token up to the block size.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     example = torch.zeros((1, min(8, model.config.block_size)), dtype=torch.long)
     batch = torch.export.Dim("batch", min=1, max=1024)
     seq = torch.export.Dim("T", min=1, max=model.config.block_size)
+    return _export(
+        _Named(model),
+        (example,),
+        path,
+        [INPUT_NAME],
+        list(output_names(model)),
+        {INPUT_NAME: {0: batch, 1: seq}},
+    )
+
+
+def export_decode(model: GPT, path: str | Path) -> Path:
+    """Export ``model.decode``: one new token (batch, 1) and a cache of 1 <= P < block size
+    positions in; logits (batch, 1, vocab) and the cache of P + 1 positions out."""
+    model = model.eval()
+    c = model.config
+    if c.block_size < 3:
+        raise ValueError("the decode graph needs a block size of at least 3")
+    P = min(4, c.block_size - 1)  # an example past length away from 0 and 1 (not specialised)
+    # batch 2 in the example, or the exporter specialises the batch axis to 1
+    past = torch.zeros((2, c.n_layer, c.kv_heads, P, c.head_dim))
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    past_len = torch.export.Dim("P", min=1, max=c.block_size - 1)
+    cache_axes = {0: batch, 3: past_len}
+    return _export(
+        _Decode(model),
+        (torch.zeros((2, 1), dtype=torch.long), past, past.clone()),
+        path,
+        list(DECODE_INPUTS),
+        list(DECODE_OUTPUTS),
+        {INPUT_NAME: {0: batch}, PAST_K: cache_axes, PAST_V: cache_axes},
+    )
+
+
+def _export(module, example, path, input_names, output_names, dynamic_shapes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), _quiet_exporter():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            model,
-            (example,),
+            module,
+            example,
             dynamo=True,
-            input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES),
-            dynamic_shapes={INPUT_NAME: {0: batch, 1: seq}},
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=dynamic_shapes,
             external_data=False,
             verbose=False,
         )
@@ -89,19 +156,47 @@ def parity(model: GPT, onnx_path: str | Path, seed: int = 0) -> dict[str, float]
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = output_names(model)
     gen = torch.Generator().manual_seed(seed)
-    worst = dict.fromkeys(OUTPUT_NAMES, 0.0)
+    worst = dict.fromkeys(names, 0.0)
     model = model.eval()
     for T in parity_lengths(model.config.block_size):
         ids = torch.randint(model.config.vocab_size, (2, T), generator=gen)
         with torch.no_grad():
-            expected = [t.numpy() for t in model(ids)]
-        got = session.run(list(OUTPUT_NAMES), {INPUT_NAME: ids.numpy()})
-        for name, e, g in zip(OUTPUT_NAMES, expected, got, strict=True):
+            expected = model.outputs(ids)
+        got = session.run(list(names), {INPUT_NAME: ids.numpy()})
+        for name, g in zip(names, got, strict=True):
+            e = expected[name].numpy()
             if e.shape != g.shape:
                 raise AssertionError(f"{name}: torch shape {e.shape} != ONNX shape {g.shape}")
             worst[name] = max(worst[name], max_abs_diff(e, g))
     return worst
+
+
+def decode_parity(
+    full_path: str | Path, decode_path: str | Path, vocab_size: int, T: int, seed: int = 0
+) -> tuple[float, int]:
+    """Decode ``T`` random tokens one at a time in ONNX Runtime (the full graph for the first,
+    then the decode graph fed its own cache). Returns the worst max |difference| from the full
+    graph's logits at every position, and the cache's bytes per token of one sequence,
+    measured from the last step's ``present_k`` and ``present_v``."""
+    import onnxruntime as ort
+
+    cpu = ["CPUExecutionProvider"]
+    full = ort.InferenceSession(str(full_path), providers=cpu)
+    step = ort.InferenceSession(str(decode_path), providers=cpu)
+    gen = np.random.default_rng(seed)
+    ids = gen.integers(vocab_size, size=(2, T), dtype=np.int64)
+    want = full.run(["logits"], {INPUT_NAME: ids})[0]
+    logits, k, v = full.run(["logits", "k", "v"], {INPUT_NAME: ids[:, :1]})
+    worst = max_abs_diff(logits[:, 0], want[:, 0])
+    for t in range(1, T):
+        logits, k, v = step.run(
+            list(DECODE_OUTPUTS), {INPUT_NAME: ids[:, t : t + 1], PAST_K: k, PAST_V: v}
+        )
+        worst = max(worst, max_abs_diff(logits[:, 0], want[:, t]))
+    batch, positions = k.shape[0], k.shape[3]
+    return worst, (k.nbytes + v.nbytes) // (batch * positions)
 
 
 def check_parity(errors: dict[str, float], tolerance: float = PARITY_TOLERANCE) -> None:

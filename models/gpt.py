@@ -8,10 +8,12 @@ The same module builds the LLaMA recipe from its config: RMSNorm instead of Laye
 positions (Hugging Face's half-split layout) instead of learned ones, a SwiGLU MLP, fewer key /
 value heads than query heads (grouped-query attention; 1 is multi-query), no biases.
 
-``forward`` returns the four tensors the dashboard draws, the ONNX export's named outputs:
-``logits`` (B, T, V), ``attn_scores`` (B, L, H, T, T) = q·k/√d_head before the mask,
-``attn_probs`` (B, L, H, T, T) after the mask and softmax, and ``hidden`` (B, L+1, T, C), the
-residual stream after the embeddings and after every block.
+``forward`` returns the four tensors every lesson draws: ``logits`` (B, T, V),
+``attn_scores`` (B, L, H, T, T) = q·k/√d_head before the mask, ``attn_probs`` (B, L, H, T, T)
+after the mask and softmax, and ``hidden`` (B, L+1, T, C), the residual stream after the
+embeddings and after every block. ``outputs`` adds the inside of every block (q, k, v, each
+head's output, the stream between the sublayers, the MLP's activations): the ONNX export's
+named outputs, listed in models/contract.py. ``decode`` is one step with a KV cache.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class GPTConfig:
     n_kv_head: int | None = None  # key/value heads; None: one per query head (MHA)
     mlp_hidden: int | None = None  # None: 4·n_embd for GELU, LLaMA's rule for SwiGLU
     multiple_of: int = 32  # LLaMA's rule rounds the SwiGLU width up to a multiple of this
+    qkv_bias: bool = False  # biases on the q, k, v projection only (Qwen2), whatever ``bias`` says
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -109,7 +112,11 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
 
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention, each stage explicit rather than fused. With fewer
-    key/value heads than query heads, query head h reads key/value head h // (n_head/n_kv)."""
+    key/value heads than query heads, query head h reads key/value head h // (n_head/n_kv).
+
+    ``forward(x, past)`` returns the output and a dict of the stages (the contract's per-layer
+    tensors); ``past`` is this layer's cached (k, v) of the earlier positions, already rotated,
+    as the KV cache keeps them."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -118,32 +125,50 @@ class CausalSelfAttention(nn.Module):
         self.rope_base = config.rope_base
         kv = self.n_kv * self.head_dim
         # one projection for q, k and v (C + 2·kv outputs; 3·C for multi-head attention)
-        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * kv, bias=config.bias)
+        self.c_attn = nn.Linear(
+            config.n_embd, config.n_embd + 2 * kv, bias=config.bias or config.qkv_bias
+        )
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         causal = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("causal", causal, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         B, T, C = x.shape
+        P = 0 if past is None else past[0].shape[2]  # positions already in the cache
         kv = self.n_kv * self.head_dim
         q, k, v = self.c_attn(x).split([C, kv, kv], dim=2)
         # (B, T, heads·d) -> (B, heads, T, d): each head attends independently
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         k, v = (t.view(B, T, self.n_kv, self.head_dim).transpose(1, 2) for t in (k, v))
+        stages = {}
         if self.rope:
-            cos, sin = rope_tables(T, self.head_dim, self.rope_base)
-            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+            stages["q_before_rope"], stages["k_before_rope"] = q, k
+            cos, sin = rope_tables(P + T, self.head_dim, self.rope_base)
+            q, k = rotate(q, cos[P:], sin[P:]), rotate(k, cos[P:], sin[P:])
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        stages.update(q=q, k=k, v=v)
         if self.n_kv != self.n_head:  # each key/value head serves a group of query heads
             k, v = (t.repeat_interleave(self.n_head // self.n_kv, dim=1) for t in (k, v))
         scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
-        masked = scores.masked_fill(~self.causal[:T, :T], float("-inf"))
+        # decoding (a past given) is one token at a time: it sees every cached position
+        causal = self.causal[:T, :T]
+        masked = scores if past is not None else scores.masked_fill(~causal, float("-inf"))
         probs = F.softmax(masked, dim=-1)
-        y = (probs @ v).transpose(1, 2).contiguous().view(B, T, C)
-        return self.c_proj(y), scores, probs
+        heads = probs @ v  # (B, H, T, d): each head's output, before they are concatenated
+        y = heads.transpose(1, 2).contiguous().view(B, T, C)
+        stages.update(attn_scores=scores, attn_probs=probs, attn_heads=heads)
+        return self.c_proj(y), stages
 
 
 class MLP(nn.Module):
-    """GELU: c_proj(gelu(c_fc(x))). SwiGLU: c_proj(silu(c_gate(x)) * c_fc(x))."""
+    """GELU: c_proj(gelu(c_fc(x))). SwiGLU: c_proj(silu(c_gate(x)) * c_fc(x)).
+
+    ``forward`` returns the output and its stages: ``mlp_up`` (c_fc's output: GELU's input, or
+    SwiGLU's up branch), ``mlp_gate`` (SwiGLU's gate before the SiLU) and ``mlp_hidden`` (what
+    c_proj reads)."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -155,10 +180,16 @@ class MLP(nn.Module):
             self.gelu = nn.GELU(approximate=config.gelu_approximate)
         self.c_proj = nn.Linear(config.hidden, config.n_embd, bias=config.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        up = self.c_fc(x)
         if self.swiglu:
-            return self.c_proj(F.silu(self.c_gate(x)) * self.c_fc(x))
-        return self.c_proj(self.gelu(self.c_fc(x)))
+            gate = self.c_gate(x)
+            hidden = F.silu(gate) * up
+            stages = {"mlp_up": up, "mlp_gate": gate, "mlp_hidden": hidden}
+        else:
+            hidden = self.gelu(up)
+            stages = {"mlp_up": up, "mlp_hidden": hidden}
+        return self.c_proj(hidden), stages
 
 
 class Block(nn.Module):
@@ -171,15 +202,21 @@ class Block(nn.Module):
         self.ln_2 = norm_layer(config)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        a, scores, probs = self.attn(self.ln_1(x))
+    def forward(
+        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        a, stages = self.attn(self.ln_1(x), past)
         x = x + a
-        x = x + self.mlp(self.ln_2(x))
-        return x, scores, probs
+        stages["resid_mid"] = x  # the stream between the attention and the MLP sublayers
+        m, mlp_stages = self.mlp(self.ln_2(x))
+        stages.update(mlp_stages)
+        return x + m, stages
 
 
 class GPT(nn.Module):
-    """The decoder. ``forward(ids)`` returns (logits, attn_scores, attn_probs, hidden)."""
+    """The decoder. ``forward(ids)`` returns (logits, attn_scores, attn_probs, hidden);
+    ``outputs(ids)`` every named output of the ONNX contract; ``decode`` one step with a
+    KV cache."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -208,21 +245,52 @@ class GPT(nn.Module):
         """Parameter count, the tied embedding counted once."""
         return sum(p.numel() for p in self.parameters())
 
+    def _embed(self, input_ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        x = self.wte(input_ids)
+        if self.config.positions == "learned":
+            T = input_ids.shape[1]
+            x = x + self.wpe(torch.arange(start, start + T, device=input_ids.device))
+        return x
+
+    def _layers(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list]:
+        x = self._embed(input_ids)
+        hidden, stages = [x], []
+        for block in self.h:
+            x, s = block(x)
+            hidden.append(x)
+            stages.append(s)
+        return self.lm_head(self.ln_f(x)), hidden, stages
+
     def forward(
         self, input_ids: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        T = input_ids.shape[1]
-        x = self.wte(input_ids)
-        if self.config.positions == "learned":
-            x = x + self.wpe(torch.arange(T, device=input_ids.device))
-        hidden, scores, probs = [x], [], []
-        for block in self.h:
-            x, s, p = block(x)
-            hidden.append(x)
-            scores.append(s)
-            probs.append(p)
+        logits, hidden, stages = self._layers(input_ids)
+        scores = torch.stack([s["attn_scores"] for s in stages], 1)
+        probs = torch.stack([s["attn_probs"] for s in stages], 1)
+        return logits, scores, probs, torch.stack(hidden, 1)
+
+    def outputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every named output (models/contract.py), per-layer tensors stacked on axis 1."""
+        logits, hidden, stages = self._layers(input_ids)
+        out = {"logits": logits, "hidden": torch.stack(hidden, 1)}
+        for name in stages[0]:
+            out[name] = torch.stack([s[name] for s in stages], 1)
+        return out
+
+    def decode(
+        self, input_ids: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One decoding step with the KV cache: the logits after ``input_ids`` (B, 1) given
+        every earlier position's keys and values (B, n_layer, n_kv_head, P, d_head), and
+        the cache grown by this position (P + 1). Costs one position, not P + 1."""
+        x = self._embed(input_ids, start=past_k.shape[3])
+        present_k, present_v = [], []
+        for i, block in enumerate(self.h):
+            x, s = block(x, (past_k[:, i], past_v[:, i]))
+            present_k.append(s["k"])
+            present_v.append(s["v"])
         logits = self.lm_head(self.ln_f(x))
-        return logits, torch.stack(scores, 1), torch.stack(probs, 1), torch.stack(hidden, 1)
+        return logits, torch.stack(present_k, 1), torch.stack(present_v, 1)
 
     def loss(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy (nats) — the training objective."""

@@ -1,12 +1,15 @@
-"""Import a local Hugging Face GPT-2 checkpoint: bring your own model.
+"""Import a local Hugging Face checkpoint: bring your own model.
 
-``import_checkpoint(directory)`` reads a folder written by ``save_pretrained`` (or downloaded
+``import_gpt2_checkpoint(directory)`` reads a folder written by ``save_pretrained`` (or downloaded
 from the Hub by the user, beforehand: this module never touches the network) and returns our
 ``GPT`` with the checkpoint's weights, our ``Tokenizer`` with its vocabulary, and a provenance
 dict for the manifest. ``python -m models.build --from-hf DIR --name NAME`` then exports it like
-any model we train.
+any model we train, through ``models.import_hf.import_checkpoint``, which picks the importer
+by ``config.json``'s ``model_type``: ``gpt2`` is read here, ``llama``, ``mistral`` and ``qwen2``
+by models/llama_hf.py (the LLaMA recipe, a byte-level BPE ``tokenizer.json``). The weight-file
+and tokenizer helpers below are shared by both importers.
 
-What is read, and why each check exists:
+What is read for GPT-2, and why each check exists:
 
 - ``config.json``: GPT-2's hyper-parameters. Options our decoder cannot represent (cross
   attention, per-layer attention scaling, an MLP width other than 4 × n_embd, activations other
@@ -20,7 +23,9 @@ What is read, and why each check exists:
   strings are bytes in disguise (GPT-2's byte-to-unicode table). Our encoder follows tiktoken
   (merge the adjacent pair whose concatenation has the lowest rank), Hugging Face follows the
   merge list (merge the adjacent pair listed first). They agree when token ids follow merge
-  order, which GPT-2's files do; the import checks it instead of assuming it.
+  order (a token may be the result of several merges, as in files converted from tiktoken,
+  which list every split of a token), which GPT-2's files do; the import checks it instead of
+  assuming it.
 
 """
 
@@ -74,8 +79,9 @@ _PREFIX = "transformer."
 # the entry point
 
 
-def import_checkpoint(directory: str | Path) -> tuple[GPT, Tokenizer, dict]:
+def import_gpt2_checkpoint(directory: str | Path) -> tuple[GPT, Tokenizer, dict]:
     """Read the GPT-2 checkpoint in ``directory``; return ``(model, tokenizer, provenance)``.
+    (``models.import_hf.import_checkpoint`` sends each model type to its importer.)
 
     The model is in eval mode with the checkpoint's weights (as float32). The provenance dict
     names files by their name inside the folder and the folder by its own name only, so that a
@@ -88,7 +94,7 @@ def import_checkpoint(directory: str | Path) -> tuple[GPT, Tokenizer, dict]:
     folder = Path(directory)
     if not folder.is_dir():
         raise FileNotFoundError(f"Hugging Face checkpoint folder not found: {folder}")
-    raw_config = _read_json(folder / CONFIG_FILE)
+    raw_config = read_json(folder / CONFIG_FILE)
     config = config_from_hf(raw_config, source=CONFIG_FILE)
 
     # the tokenizer first: it is cheap to check, the weights are not
@@ -100,7 +106,7 @@ def import_checkpoint(directory: str | Path) -> tuple[GPT, Tokenizer, dict]:
             "together"
         )
 
-    weights_path = _find_weights(folder)
+    weights_path = find_weights(folder)
     state = read_weights(weights_path)
     model = GPT(config)
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in state.values()})
@@ -137,8 +143,8 @@ def config_from_hf(raw: dict, source: str = CONFIG_FILE) -> GPTConfig:
     model_type = raw.get("model_type")
     if model_type != "gpt2":
         raise ValueError(
-            f"{source}: model_type is {model_type!r}; only GPT-2 checkpoints "
-            "(model_type 'gpt2') can be imported"
+            f"{source}: model_type is {model_type!r}; this importer reads GPT-2 checkpoints "
+            "(model_type 'gpt2'); import_checkpoint sends Llama-family ones to models.llama_hf"
         )
 
     def get(key: str) -> Any:
@@ -204,7 +210,7 @@ def config_from_hf(raw: dict, source: str = CONFIG_FILE) -> GPTConfig:
 # weights
 
 
-def _find_weights(folder: Path) -> Path:
+def find_weights(folder: Path) -> Path:
     """The weights file: safetensors first (no pickle involved), else the torch pickle."""
     for name in (SAFETENSORS_FILE, TORCH_FILE):
         if (folder / name).is_file():
@@ -365,7 +371,7 @@ def load_tokenizer(directory: str | Path) -> tuple[Tokenizer, list[str], int]:
                     f"tokenizer file not found: {path} (a GPT-2 checkpoint needs {VOCAB_FILE} and "
                     f"{MERGES_FILE}, or {TOKENIZER_JSON_FILE})"
                 )
-        vocab = _read_json(vocab_path)
+        vocab = read_json(vocab_path)
         merges = _read_merges(merges_path)
         files = [VOCAB_FILE, MERGES_FILE]
         vocab_name, merges_name = VOCAB_FILE, MERGES_FILE
@@ -378,14 +384,21 @@ def tokenizer_from_vocab(
     merges: list[tuple[str, str]],
     vocab_name: str = VOCAB_FILE,
     merges_name: str = MERGES_FILE,
+    pattern: str = GPT2_SPLIT_PATTERN,
+    special: dict[str, int] | None = None,
 ) -> Tokenizer:
-    """Our ``Tokenizer`` from GPT-2's vocab (token string -> id) and merge list, checked.
+    """Our ``Tokenizer`` from a byte-level vocab (token string -> id) and merge list, checked.
+
+    ``pattern`` is the split regex (GPT-2's unless given); ``special`` the special tokens
+    (string -> id), which ``vocab`` may also list. Without ``special``, ``<|endoftext|>`` is
+    special if ``vocab`` has it and every other entry must be byte-level (GPT-2's files).
 
     Checks, each a ValueError naming the file: the vocabulary is byte-level (every string maps
     back to bytes, all 256 bytes present), every merge's parts and result are tokens, the
-    results' ids increase with the merge's line (so tiktoken's lowest-rank-first order is the
-    merge list's order), and every multi-byte token is the result of a merge (tiktoken would
-    otherwise produce tokens Hugging Face never does).
+    results' ids never decrease with the merge's line (so tiktoken's lowest-rank-first order is
+    the merge list's order; equal ids are several merges making one token), and every
+    multi-byte token is the result of a merge (tiktoken would otherwise produce tokens Hugging
+    Face never does).
     """
     if not isinstance(vocab, dict) or not all(
         isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
@@ -393,7 +406,11 @@ def tokenizer_from_vocab(
     ):
         raise ValueError(f"{vocab_name} must map token strings to integer ids")
     decoder = {c: b for b, c in bytes_to_unicode().items()}
-    special = {ENDOFTEXT: vocab[ENDOFTEXT]} if ENDOFTEXT in vocab else {}
+    if special is None:
+        special = {ENDOFTEXT: vocab[ENDOFTEXT]} if ENDOFTEXT in vocab else {}
+        only = f"{ENDOFTEXT} is the only special token supported"
+    else:
+        only = "special tokens must be listed as such (added_tokens)"
     ranks: dict[bytes, int] = {}
     for text, token_id in vocab.items():
         if text in special:
@@ -402,8 +419,7 @@ def tokenizer_from_vocab(
             ranks[bytes(decoder[c] for c in text)] = token_id
         except KeyError:
             raise ValueError(
-                f"{vocab_name}: token {text!r} (id {token_id}) is not a byte-level token; "
-                f"{ENDOFTEXT} is the only special token supported"
+                f"{vocab_name}: token {text!r} (id {token_id}) is not a byte-level token; {only}"
             ) from None
 
     missing_bytes = [b for b in range(256) if bytes([b]) not in ranks]
@@ -415,7 +431,8 @@ def tokenizer_from_vocab(
 
     n = len(ranks)
     if sorted(ranks.values()) != list(range(n)):
-        where = f", and {ENDOFTEXT} (id {special[ENDOFTEXT]}) after them" if special else ""
+        listed = ", ".join(f"{t} (id {i})" for t, i in list(special.items())[:3])
+        where = f", and {listed} after them" if special else ""
         raise ValueError(
             f"{vocab_name}: the {n} byte-level tokens must have the ids 0..{n - 1}, each once"
             f"{where}"
@@ -431,9 +448,9 @@ def tokenizer_from_vocab(
                     f"is not in {vocab_name}"
                 )
         new_id = vocab[left + right]
-        if new_id <= last_id:
+        if new_id < last_id:
             raise ValueError(
-                f"{merges_name}: merge {line} ({left!r} + {right!r}) makes id {new_id}, not above "
+                f"{merges_name}: merge {line} ({left!r} + {right!r}) makes id {new_id}, below "
                 f"the id {last_id} made by merge {last_line}; token ids must follow merge order "
                 "for our (tiktoken-style) encoder to match Hugging Face's"
             )
@@ -447,7 +464,7 @@ def tokenizer_from_vocab(
             f"{merges_name} (first: id {token_id}, bytes {b!r})"
         )
     try:
-        return Tokenizer(ranks, GPT2_SPLIT_PATTERN, special)
+        return Tokenizer(ranks, pattern, special)
     except ValueError as err:
         # e.g. ids with gaps, or <|endoftext|> placed among the ordinary tokens
         raise ValueError(f"{vocab_name}: {err}") from None
@@ -474,7 +491,7 @@ def _read_merges(path: Path) -> list[tuple[str, str]]:
 
 def _read_tokenizer_json(path: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Vocab and merges from a ``tokenizers`` JSON file, if it is a plain byte-level GPT-2 BPE."""
-    data = _read_json(path)
+    data = read_json(path)
     model = data.get("model") if isinstance(data, dict) else None
     if not isinstance(model, dict) or model.get("type") != "BPE":
         raise ValueError(f"{path.name}: model.type must be 'BPE' for a GPT-2 tokenizer")
@@ -488,29 +505,39 @@ def _read_tokenizer_json(path: Path) -> tuple[dict[str, int], list[tuple[str, st
         raise ValueError(f"{path.name}: add_prefix_space=true is not supported (GPT-2 uses false)")
     if data.get("normalizer"):
         raise ValueError(f"{path.name}: a normalizer is not supported (GPT-2 has none)")
-    for key in ("continuing_subword_prefix", "end_of_word_suffix", "dropout"):
-        if model.get(key):
-            raise ValueError(f"{path.name}: model.{key}={model[key]!r} is not supported")
-    vocab = dict(model.get("vocab") or {})
+    vocab, merges = bpe_model_from_json(model, path.name)
     for added in data.get("added_tokens") or []:
         if isinstance(added, dict) and "content" in added and "id" in added:
             vocab.setdefault(added["content"], added["id"])
+    return vocab, merges
+
+
+def bpe_model_from_json(model: dict, name: str) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Vocab and merges of a ``tokenizer.json``'s BPE ``model``, refusing options that change
+    what the merges produce (subword prefixes and suffixes, dropout); errors name ``name``."""
+    for key in ("continuing_subword_prefix", "end_of_word_suffix", "dropout"):
+        if model.get(key):
+            raise ValueError(f"{name}: model.{key}={model[key]!r} is not supported")
+    vocab = model.get("vocab") or {}
+    if not isinstance(vocab, dict):
+        raise ValueError(f"{name}: model.vocab must map token strings to ids")
     merges = []
     for i, m in enumerate(model.get("merges") or [], 1):
         # tokenizers writes merges as ["left", "right"]; older files as "left right"
         pair = m.split(" ") if isinstance(m, str) else m
         ok = isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)
         if not ok:
-            raise ValueError(f"{path.name}: model.merges[{i - 1}] is malformed: {m!r}")
+            raise ValueError(f"{name}: model.merges[{i - 1}] is malformed: {m!r}")
         merges.append((pair[0], pair[1]))
-    return vocab, merges
+    return dict(vocab), merges
 
 
 # ---------------------------------------------------------------------------------------------
 # files
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``; FileNotFoundError or ValueError naming the file."""
     if not path.is_file():
         raise FileNotFoundError(f"{path.name} not found in {path.parent}")
     try:

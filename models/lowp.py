@@ -1,7 +1,8 @@
 """Lower-precision variants of an exported model, for the precision lesson (build time: onnx).
 
 From the fp32 ONNX file, two more graphs with the same input and the same named float32
-outputs (``logits``, ``attn_scores``, ``attn_probs``, ``hidden``):
+outputs (``logits``, ``attn_scores``, ``attn_probs``, ``hidden`` and the inside of every
+block, models/contract.py):
 
 - **fp16**: weights and every activation stored in float16. An op that ONNX Runtime's CPU
   provider can run on float16 tensors keeps them (its kernel registry says which); any other

@@ -9,11 +9,15 @@
 - the same model at lower precision (``precision="fp16"`` or ``"bf16"``): the graphs that
   ``python -m models.lowp`` writes next to the fp32 file, listed in the manifest entry's
   ``variants`` (fp16: a float16 graph; bf16: emulated with Cast round trips);
-- the trained weights read from the safetensors file with numpy alone.
+- the trained weights read from the safetensors file with numpy alone;
+- a KV cache for generation (``next_logits``): the keys and values of a text, kept once
+  computed, so that each further token costs the decode graph one position instead of the
+  full graph the whole prefix.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -30,7 +34,14 @@ import onnxruntime as ort
 
 from models import manifest as manifest_file
 from models.bpe import Tokenizer
-from models.contract import INPUT_IDS, TRANSFORMER_OUTPUTS, Forward
+from models.contract import (
+    DECODE_OUTPUTS,
+    INPUT_IDS,
+    PAST_K,
+    PAST_V,
+    TRANSFORMER_OUTPUTS,
+    Forward,
+)
 from models.manifest import MANIFEST_NAME, REBUILD_HINT, STATIC_DIR
 
 PROVIDERS = ("auto", "cpu", "cuda")
@@ -178,7 +189,7 @@ class Engine:
         self.threads = threads
         self.manifest = load_manifest(self.static_dir)
         self._entries = {m["name"]: m for m in self.manifest["models"]}
-        self._cache: OrderedDict[tuple[str, tuple[int, ...], str], Forward] = OrderedDict()
+        self._cache: OrderedDict[tuple, Forward] = OrderedDict()
         self._cache_size = cache_size
         # a 128-token pass is ~2 MB (logits, scores, probabilities, hidden): bound the bytes
         # too, or a class typing away would keep hundreds of MB after it has left
@@ -188,6 +199,10 @@ class Engine:
         self._tokenizers: dict[str, Tokenizer] = {}
         self._weights: dict[str, dict[str, np.ndarray]] = {}
         self.forward_calls = 0  # ONNX Runtime runs, not cache hits (tests count these)
+        # the KV cache: (model, ids) -> (k, v) of those ids, each (1, n_layer, n_kv, T, d)
+        self._kv: OrderedDict[tuple[str, tuple[int, ...]], tuple[np.ndarray, ...]] = OrderedDict()
+        self._kv_bytes = 0
+        self.decode_calls = 0  # decode-graph steps run (tests count these)
 
     # -- the manifest -------------------------------------------------------------------------
     @property
@@ -244,7 +259,13 @@ class Engine:
                 _SESSIONS[key] = self._open(path, record, hint)
             return _SESSIONS[key]
 
-    def _open(self, path: Path, entry: dict, hint: str = REBUILD_HINT) -> _Session:
+    def _open(
+        self,
+        path: Path,
+        entry: dict,
+        hint: str = REBUILD_HINT,
+        required: tuple[str, ...] = TRANSFORMER_OUTPUTS,
+    ) -> _Session:
         if not path.is_file():
             raise EngineError(f"model file {path} is missing. {hint}")
         expected = entry.get("sha256")
@@ -264,7 +285,7 @@ class Engine:
         if providers[0] == _CUDA and used != _CUDA:
             notice = "The CUDA execution provider failed to start; running on CPU."
         names = [o.name for o in session.get_outputs()]
-        if missing := [n for n in TRANSFORMER_OUTPUTS if n not in names]:
+        if missing := [n for n in required if n not in names]:
             raise EngineError(f"model file {path} lacks outputs {missing}. {hint}")
         return _Session(session, used, notice, tuple(names))
 
@@ -310,30 +331,44 @@ class Engine:
             raise EngineError(f"token ids must lie in [0, {cfg['vocab_size']})")
         return ids
 
-    def run(self, model: str, ids, precision: str = "fp32") -> Forward:
-        """Forward pass of ``model`` over ``ids`` (cached by model, ids and precision).
+    def outputs(self, model: str, precision: str = "fp32") -> tuple[str, ...]:
+        """The named outputs ``model``'s graph has (models/contract.py), in its order."""
+        return self._session(model, precision).outputs
 
-        ``precision`` "fp16" or "bf16" runs the variant graph (``python -m models.lowp``);
-        its outputs are float32 arrays holding fp16 / bf16 values."""
+    def run(
+        self, model: str, ids, precision: str = "fp32", outputs: str | tuple = "core"
+    ) -> Forward:
+        """Forward pass of ``model`` over ``ids`` (cached by model, ids, precision, outputs).
+
+        ``outputs``: "core" (the four every lesson reads: logits, attention scores and
+        probabilities, the residual stream), "all" (every output the file has: q, k, v, the
+        heads, the MLP...), or a tuple of names. ``precision`` "fp16" or "bf16" runs the
+        variant graph (``python -m models.lowp``); its outputs are float32 arrays holding
+        fp16 / bf16 values."""
         if precision not in PRECISIONS:
             raise EngineError(
                 f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
             )
         ids = self.validate_ids(model, ids)
-        key = (model, ids, precision)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
         s = self._session(model, precision)
+        names = self._output_names(model, s, outputs)
+        key = (model, ids, precision, names)
+        with self._lock:
+            for k in (key, (model, ids, precision, s.outputs)):  # everything answers a part
+                if k in self._cache:
+                    self._cache.move_to_end(k)
+                    hit = self._cache[k]
+                    if k == key:
+                        return hit
+                    return dataclasses.replace(hit, outputs={n: hit.outputs[n] for n in names})
         feed = {INPUT_IDS: np.asarray([ids], dtype=np.int64)}
         t0 = time.perf_counter()
-        outs = s.session.run(list(s.outputs), feed)
+        outs = s.session.run(list(names), feed)
         seconds = time.perf_counter() - t0
         result = Forward(
             model,
             ids,
-            {name: o[0] for name, o in zip(s.outputs, outs, strict=True)},
+            {name: o[0] for name, o in zip(names, outs, strict=True)},
             seconds=seconds,
             provider=s.provider,
             precision=precision,
@@ -350,6 +385,80 @@ class Engine:
                 self._cached_bytes -= self._cache.popitem(last=False)[1].nbytes
         return result
 
+    @staticmethod
+    def _output_names(model: str, s: _Session, outputs) -> tuple[str, ...]:
+        if outputs == "core":
+            return TRANSFORMER_OUTPUTS
+        if outputs == "all":
+            return s.outputs
+        names = tuple(outputs) if isinstance(outputs, (tuple, list)) else ()
+        if not names or any(not isinstance(n, str) for n in names):
+            raise EngineError(f"outputs must be 'core', 'all' or a tuple of names, not {outputs!r}")
+        if missing := [n for n in names if n not in s.outputs]:
+            raise EngineError(
+                f"{model} has no output {', '.join(map(repr, missing))}; it has "
+                f"{', '.join(s.outputs)}. {REBUILD_HINT}"
+            )
+        return names
+
+    # -- generation with a KV cache -----------------------------------------------------------
+    def has_decoder(self, model: str) -> bool:
+        """Whether ``model`` has a decode graph (generation with a KV cache)."""
+        return bool((self.entry(model).get("decode") or {}).get("file"))
+
+    def _decoder(self, model: str) -> _Session:
+        record = self.entry(model)["decode"]
+        path = self.static_dir / record["file"]
+        key = (str(path), self.provider_request, self.threads)
+        with _SESSIONS_LOCK:
+            if key not in _SESSIONS:
+                _SESSIONS[key] = self._open(path, record, required=DECODE_OUTPUTS)
+            return _SESSIONS[key]
+
+    def next_logits(self, model: str, ids) -> np.ndarray:
+        """The logits (vocab,) of the token after ``ids``, for generation.
+
+        When the keys and values of ``ids`` without its last token are in the KV cache (the
+        previous step left them), only the last token runs, through the decode graph;
+        otherwise the full graph reads the whole text once and its ``k`` and ``v`` fill the
+        cache. Either way the keys and values of ``ids`` are kept for the next step. A model
+        without a decode graph (an older file) runs the full graph every time."""
+        ids = self.validate_ids(model, ids)
+        if not self.has_decoder(model):
+            return self.run(model, ids).logits[-1]
+        past = self._kv_get((model, ids[:-1])) if len(ids) > 1 else None
+        if past is None:
+            f = self.run(model, ids, outputs=("logits", "k", "v"))
+            logits, k, v = f.logits[-1], f.k[None], f.v[None]
+        else:
+            s = self._decoder(model)
+            feed = {INPUT_IDS: np.asarray([ids[-1:]], dtype=np.int64), PAST_K: past[0]}
+            feed[PAST_V] = past[1]
+            out, k, v = s.session.run(list(DECODE_OUTPUTS), feed)
+            logits = out[0, -1]
+            with self._lock:
+                self.decode_calls += 1
+        self._kv_put((model, ids), (k, v))
+        return logits
+
+    def _kv_get(self, key) -> tuple[np.ndarray, ...] | None:
+        with self._lock:
+            if key in self._kv:
+                self._kv.move_to_end(key)
+                return self._kv[key]
+        return None
+
+    def _kv_put(self, key, kv: tuple[np.ndarray, ...]) -> None:
+        with self._lock:
+            if key in self._kv:
+                self._kv_bytes -= sum(a.nbytes for a in self._kv[key])
+            self._kv[key] = kv
+            self._kv_bytes += sum(a.nbytes for a in kv)
+            # a step's cache is read once, by the next step: keep a little, bounded by bytes
+            while len(self._kv) > 1 and self._kv_bytes > self._cache_bytes // 4:
+                _, old = self._kv.popitem(last=False)
+                self._kv_bytes -= sum(a.nbytes for a in old)
+
     @property
     def cached_bytes(self) -> int:
         """Bytes of the forward passes held in the cache."""
@@ -360,3 +469,5 @@ class Engine:
         with self._lock:
             self._cache.clear()
             self._cached_bytes = 0
+            self._kv.clear()
+            self._kv_bytes = 0

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from models.gpt import GPT, GPTConfig
@@ -93,6 +95,47 @@ def evaluate(model: GPT, ids: np.ndarray, batch_size: int = 32) -> float:
             x[i : i + batch_size]
         )
     return total / n
+
+
+@torch.no_grad()
+def loss_by_position(
+    model: GPT, ids: np.ndarray, length: int, stride: int | None = None, batch_size: int = 16
+) -> dict:
+    """Mean next-token cross-entropy (nats) at each position 0 .. length - 1 of the windows of
+    ``ids`` that start every ``stride`` tokens (default ``length``: non-overlapping): how much
+    the model gains from context, position by position. Two models given the same ``stride``
+    read the same windows, whatever ``length`` each is asked about.
+
+    ``length`` may exceed the block size only for rotary positions (nothing in the model is
+    tied to a position); a learned position table has no row past its last, so it is refused.
+    """
+    config = model.config
+    if length > config.block_size:
+        if config.positions != "rope":
+            raise ValueError(
+                f"learned positions stop at {config.block_size}: a model without a position "
+                f"vector past it cannot be asked about {length} tokens"
+            )
+        longer = GPT(dataclasses.replace(config, block_size=length))  # only the mask grows
+        longer.load_state_dict(model.state_dict())
+        model = longer
+    model.eval()
+    stride = stride or length
+    if stride < length:
+        raise ValueError(f"windows of {length} tokens every {stride} would overlap")
+    data = torch.from_numpy(ids.astype(np.int64))
+    n = (len(data) - 1) // stride
+    if n == 0:
+        raise ValueError(f"{len(ids)} tokens hold no window of {stride + 1}")
+    starts = torch.arange(n) * stride
+    x = torch.stack([data[s : s + length] for s in starts])
+    y = torch.stack([data[s + 1 : s + 1 + length] for s in starts])
+    total = torch.zeros(length, dtype=torch.float64)
+    for i in range(0, n, batch_size):
+        logits = model(x[i : i + batch_size])[0]
+        nll = F.cross_entropy(logits.transpose(1, 2), y[i : i + batch_size], reduction="none")
+        total += nll.sum(0).double()
+    return {"length": length, "stride": stride, "windows": n, "loss": (total / n).tolist()}
 
 
 def train(

@@ -8,6 +8,8 @@ column; a tablet on its side (1024×768) keeps the sidebar.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from dashboard.views import registry
@@ -78,6 +80,7 @@ FIGURE = {
     "sampling": "sampling-bars-figure",
     "bpe": "bpe-vocab",
     "precision": "precision-ranges",
+    "recipes": "recipes-loss",
 }
 
 
@@ -117,12 +120,18 @@ def tap_precision(page):
     assert page.evaluate(f"() => ({URL_OF})().get('value')").startswith("-")
 
 
+def tap_recipes(page):
+    page.locator(".recipes-bucket button").filter(has_text=re.compile(r"^8$")).tap()
+    page.wait_for_function(f"() => ({URL_OF})().get('bucket') === '8'")
+
+
 TAPS = {
     "attention": tap_attention,
     "mask": tap_mask,
     "sampling": tap_sampling,
     "bpe": tap_bpe,
     "precision": tap_precision,
+    "recipes": tap_recipes,
 }
 
 

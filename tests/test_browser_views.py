@@ -218,6 +218,7 @@ LESSON_PLOTS = {
     "sampling": ["sampling-bars-figure"],
     "bpe": ["bpe-compression", "bpe-vocab"],
     "precision": ["precision-ranges", "precision-density-figure"],
+    "recipes": ["recipes-loss"],
 }
 ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "attention": ["heatmap", "grid"],
@@ -225,6 +226,7 @@ ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "sampling": ["sampling-bars-figure"],
     "bpe": LESSON_PLOTS["bpe"],
     "precision": LESSON_PLOTS["precision"],
+    "recipes": LESSON_PLOTS["recipes"],
 }
 READY = {"attention": "heatmap-labels", "mask": "mask-probs-labels", "sampling": "sampling-bars"}
 

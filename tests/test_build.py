@@ -20,18 +20,94 @@ MANIFEST_FIELDS = {
     "exported",
     "weights_file",
     "samples",
+    "decode",
+    "positions",
+    "outputs",
+    "weights_sha256",
 }
 
 
 def test_manifest_has_every_field(quick_build, quick_manifest):
-    (entry,) = quick_manifest["models"]
-    assert entry.keys() >= MANIFEST_FIELDS
-    assert quick_manifest["default_model"] == entry["name"]
-    assert entry["sha256"] == sha256_file(quick_build / entry["file"])
-    for key in ("steps", "train_loss", "val_loss", "unigram_entropy"):
-        assert key in entry["training"]
-    assert entry["corpus"]["source"].startswith("docstrings of the Python")
-    assert max(entry["parity_max_abs_error"].values()) <= 1e-4
+    """Both recipes, each with every field; the first built is the default."""
+    assert [m["name"] for m in quick_manifest["models"]] == ["quick-gpt", "quick-llama"]
+    assert quick_manifest["default_model"] == "quick-gpt"
+    for entry in quick_manifest["models"]:
+        assert entry.keys() >= MANIFEST_FIELDS
+        assert entry["sha256"] == sha256_file(quick_build / entry["file"])
+        assert entry["decode"]["sha256"] == sha256_file(quick_build / entry["decode"]["file"])
+        for key in ("steps", "train_loss", "val_loss", "unigram_entropy"):
+            assert key in entry["training"]
+        assert entry["corpus"]["source"].startswith("docstrings of the Python")
+        assert max(entry["parity_max_abs_error"].values()) <= 1e-4
+        assert entry["decode"]["parity_max_abs_error"] <= 1e-4
+    gpt, llama = quick_manifest["models"]
+    assert llama["config"]["positions"] == "rope" and gpt["config"]["positions"] == "learned"
+    assert abs(llama["n_params"] / gpt["n_params"] - 1) <= 0.05
+    # the RoPE model is measured to twice its block; the learned one cannot be
+    block = gpt["config"]["block_size"]
+    assert len(llama["positions"]["loss"]) == 2 * block and len(gpt["positions"]["loss"]) == block
+    assert gpt["positions"]["mean_past_block"] is None
+
+
+def test_an_export_change_re_exports_the_saved_weights_without_training(tmp_path, capsys):
+    out = tmp_path / "static"
+    assert main(["--quick", "--recipe", "llama", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    (entry,) = manifest["models"]
+    entry["build"]["export_key"] = "an older exporter"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert main(["--quick", "--recipe", "llama", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "re-exporting" in printed and "[train] 0s" not in printed and "train:" not in printed
+    again = json.loads((out / "manifest.json").read_text())["models"][0]
+    assert again["training"] == entry["training"] and again["samples"] == entry["samples"]
+    assert again["build"]["export_key"] != "an older exporter"
+    # weights that are not the recorded ones are retrained, not trusted
+    (out / again["weights_file"]).write_bytes(b"garbage")
+    assert main(["--quick", "--recipe", "llama", "--out", str(out)]) == 0
+    assert "parameters" in capsys.readouterr().out  # the training step's first line
+
+
+def test_name_needs_one_recipe(tmp_path, capsys):
+    assert main(["--quick", "--name", "mine", "--out", str(tmp_path)]) == 2
+    assert "--recipe" in capsys.readouterr().err
+
+
+def test_loss_by_position_reads_the_same_windows_for_both_models():
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from models.gpt import GPT, GPTConfig
+    from models.train import loss_by_position
+
+    torch.manual_seed(0)
+    ids = np.random.default_rng(0).integers(50, size=400)
+    learned = GPT(GPTConfig(vocab_size=50, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    rope = GPT(
+        GPTConfig(vocab_size=50, block_size=8, n_layer=1, n_head=2, n_embd=16, positions="rope")
+    )
+    r = loss_by_position(rope, ids, 16, stride=17)
+    g = loss_by_position(learned, ids, 8, stride=17)
+    assert r["windows"] == g["windows"] == 399 // 17 and len(r["loss"]) == 16
+    # by hand, window by window: -log p(next token) at each position, then the mean; the
+    # RoPE model read past its block by the same weights with a longer mask
+    longer = GPT(dataclasses.replace(rope.config, block_size=16))
+    longer.load_state_dict(rope.state_dict())
+    for model, record, length in ((longer, r, 16), (learned, g, 8)):
+        by_hand = np.zeros(length)
+        for w in range(record["windows"]):
+            x = torch.from_numpy(ids[17 * w : 17 * w + length]).long()[None]
+            with torch.no_grad():
+                lp = torch.log_softmax(model(x)[0][0].double(), -1)
+            by_hand -= [lp[t, ids[17 * w + t + 1]].item() for t in range(length)]
+        np.testing.assert_allclose(record["loss"], by_hand / record["windows"], atol=1e-6)
+    with pytest.raises(ValueError, match="learned positions stop at 8"):
+        loss_by_position(learned, ids, 16, stride=17)
+    with pytest.raises(ValueError, match="overlap"):
+        loss_by_position(rope, ids, 16, stride=10)
 
 
 def test_second_run_is_up_to_date(quick_build, capsys):
@@ -45,7 +121,8 @@ def test_user_corpus(tmp_path):
     corpus = tmp_path / "mine.txt"
     corpus.write_text("The cat sat on the mat. The dog sat on the log.\n\n" * 400)
     out = tmp_path / "static"
-    assert main(["--quick", "--corpus", str(corpus), "--name", "mine", "--out", str(out)]) == 0
+    args = ["--quick", "--recipe", "gpt", "--corpus", str(corpus), "--name", "mine"]
+    assert main([*args, "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     (entry,) = manifest["models"]
     assert entry["corpus"]["source"] == "file mine.txt"

@@ -58,7 +58,7 @@ def test_attention_output_matches_sdpa(model, ids):
     """Our explicit attention equals torch's fused scaled_dot_product_attention."""
     attn = model.h[1].attn
     x = torch.randn(2, 11, CFG.n_embd, generator=torch.Generator().manual_seed(2))
-    ours, _, _ = attn(x)
+    ours, _ = attn(x)
     q, k, v = attn.c_attn(x).split(CFG.n_embd, dim=2)
     d = CFG.n_embd // CFG.n_head
     q, k, v = (t.view(2, 11, CFG.n_head, d).transpose(1, 2) for t in (q, k, v))

@@ -25,10 +25,10 @@ from models.export import max_abs_diff
 from models.hf import (
     bytes_to_unicode,
     config_from_hf,
-    import_checkpoint,
     load_tokenizer,
     read_safetensors,
 )
+from models.import_hf import import_checkpoint
 from models.runtime import Engine, load_manifest
 
 transformers = pytest.importorskip("transformers")

@@ -142,3 +142,32 @@ def test_top_attended_and_entropy():
 def test_mask_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         mask_matrix(**kwargs)
+
+
+@pytest.mark.parametrize("n_head, n_kv", [(4, 4), (4, 2), (4, 1), (8, 2), (6, 3)])
+def test_kv_head_is_hugging_faces_repeat_kv(n_head, n_kv):
+    """Which key/value head each query head reads, against transformers' repeat_kv (what
+    LlamaAttention does before its scores): key/value head j is filled with the value j."""
+    from transformers.models.llama.modeling_llama import repeat_kv
+
+    from dashboard.lessons.attention import kv_groups, kv_head
+
+    marked = torch.arange(n_kv, dtype=torch.float32).view(1, n_kv, 1, 1).expand(1, n_kv, 3, 2)
+    read = repeat_kv(marked, n_head // n_kv)[0, :, 0, 0].long().tolist()
+    assert [kv_head(h, n_head, n_kv) for h in range(n_head)] == read
+    assert kv_groups(n_head, n_kv) == [
+        [h for h in range(n_head) if read[h] == j] for j in range(n_kv)
+    ]
+
+
+def test_sharing_sentence_names_every_group():
+    from dashboard.lessons.attention import kv_head, sharing_html
+
+    assert "Multi-head attention" in sharing_html(4, 4, 2)
+    text = sharing_html(4, 2, 3)
+    assert text.startswith("<b>Grouped-query attention:</b>")
+    assert "heads 0 and 1 read K/V head 0; heads 2 and 3 read K/V head 1" in text
+    assert text.endswith("Head 3 reads K/V head 1 with head 2.")
+    assert "Multi-query attention" in sharing_html(4, 1)
+    with pytest.raises(ValueError, match="evenly"):
+        kv_head(0, 4, 3)

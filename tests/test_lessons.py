@@ -210,3 +210,37 @@ def test_a_new_lesson_is_written_once_and_appears_everywhere(engine):
         registry.unregister("lengths")
     assert "lengths" not in registry.course()
     assert "longest" not in registry.option_names()
+
+
+# -- every lesson with every model --------------------------------------------------------------
+@pytest.mark.parametrize("model", ["anatomy-gpt", "anatomy-llama"])
+def test_every_lesson_works_with_both_models(engine, model):
+    """The model picker offers both committed models; every lesson draws either, without an
+    error message, in the dashboard and in the snapshot."""
+    assert {"anatomy-gpt", "anatomy-llama"} <= set(engine.model_names)
+    state = AnatomyState(engine=engine, text=DEFAULT_TEXT, model=model)
+    assert state.status == "ok" and state.model == model
+    for name in LESSONS:
+        view = LESSONS[name].view(state=state)
+        view.__panel__()
+        state.param.update(layer=1, head=3, query=2)
+        assert state.status == "ok", (name, state.message)
+    page = html.unescape(build_snapshot(DEFAULT_TEXT, engine=engine, model=model))
+    for name in LESSONS:
+        assert f'"tab-{name}"' in page, (model, name)
+    assert f"A snapshot of model <b>{model}</b>" in page
+
+
+def test_the_attention_lesson_says_which_query_heads_share_a_key_value_head(engine):
+    """anatomy-llama's 4 query heads read 2 key/value heads; anatomy-gpt's each have their own."""
+    from dashboard.views.attention import AttentionLesson
+
+    state = AnatomyState(engine=engine, text=DEFAULT_TEXT, model="anatomy-llama")
+    view = AttentionLesson(state=state)
+    state.head = 2
+    assert "heads 0 and 1 read K/V head 0; heads 2 and 3 read K/V head 1" in view._sharing.object
+    assert view._sharing.object.endswith("Head 2 reads K/V head 1 with head 3.")
+    state.model = "anatomy-gpt"
+    assert "Multi-head attention" in view._sharing.object
+    page = html.unescape(build_snapshot(DEFAULT_TEXT, engine=engine, model="anatomy-llama"))
+    assert "heads 0 and 1 read K/V head 0; heads 2 and 3 read K/V head 1" in page

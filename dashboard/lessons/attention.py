@@ -24,6 +24,55 @@ NAN_ROW = (
 )
 
 
+def kv_head(head: int, n_head: int, n_kv_head: int) -> int:
+    """The key/value head that query ``head`` reads. Grouped-query attention gives each
+    key/value head ``n_head / n_kv_head`` consecutive query heads (Hugging Face's repeat_kv
+    and our model's repeat_interleave): 1 key/value head is multi-query attention, one per
+    query head is ordinary multi-head attention."""
+    if n_kv_head < 1 or n_head % n_kv_head:
+        raise ValueError(f"{n_head} query heads cannot share {n_kv_head} key/value heads evenly")
+    if not 0 <= head < n_head:
+        raise ValueError(f"head must lie in [0, {n_head}), not {head}")
+    return head // (n_head // n_kv_head)
+
+
+def kv_groups(n_head: int, n_kv_head: int) -> list[list[int]]:
+    """For each key/value head, the query heads that read it."""
+    groups: list[list[int]] = [[] for _ in range(n_kv_head)]
+    for h in range(n_head):
+        groups[kv_head(h, n_head, n_kv_head)].append(h)
+    return groups
+
+
+def sharing_html(n_head: int, n_kv_head: int, head: int | None = None) -> str:
+    """One sentence: which query heads share which key/value head (and ``head``'s group)."""
+    groups = kv_groups(n_head, n_kv_head)
+    if n_kv_head == n_head:
+        return (
+            f"<b>Multi-head attention:</b> each of the {n_head} query heads has its own keys "
+            "and values."
+        )
+    kind = "Multi-query" if n_kv_head == 1 else "Grouped-query"
+
+    def names(g: list[int]) -> str:
+        words = [str(h) for h in g]
+        return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+    parts = "; ".join(f"heads {names(g)} read K/V head {j}" for j, g in enumerate(groups))
+    text = (
+        f"<b>{kind} attention:</b> {n_head} query heads share {n_kv_head} key/value "
+        f"head{'s' if n_kv_head > 1 else ''}: {parts}. The KV cache holds the keys and "
+        f"values of {n_kv_head} head{'s' if n_kv_head > 1 else ''}, not {n_head}."
+    )
+    if head is not None:
+        j = kv_head(head, n_head, n_kv_head)
+        others = [h for h in groups[j] if h != head]
+        if others:
+            text += f" Head {head} reads K/V head {j} with head{'s' if len(others) > 1 else ''} "
+            text += names(others) + "."
+    return text
+
+
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax. A row that is entirely -inf gives NaN, as in torch:
     there is nothing to attend to, and pretending otherwise would hide the bug."""

@@ -2,7 +2,7 @@
 one lesson module here (its view, its snapshot form, its options, its "what you see" text),
 and one ``register`` line below (see :mod:`dashboard.views.registry`)."""
 
-from dashboard.views import attention, bpe, mask, precision, sampling
+from dashboard.views import attention, bpe, mask, precision, recipes, sampling
 from dashboard.views.registry import LESSONS, Lesson, LessonView, register
 
 register("bpe", "BPE tokenizer", "Tokens", bpe.BpeLesson, bpe.snapshot, about=bpe.ABOUT)
@@ -33,6 +33,15 @@ register(
     about=sampling.ABOUT,
     options=sampling.SamplingOptions,
     aliases=("temperature",),
+)
+register(
+    "recipes",
+    "GPT and LLaMA, measured",
+    "Training",
+    recipes.RecipesLesson,
+    recipes.snapshot,
+    about=recipes.ABOUT,
+    options=recipes.RecipesOptions,
 )
 register(
     "precision",

@@ -15,7 +15,13 @@ import param
 from bokeh.layouts import column, row
 from bokeh.models import ColumnDataSource, RadioButtonGroup
 
-from dashboard.lessons.attention import STAGES, head_stage, mask_matrix, query_detail
+from dashboard.lessons.attention import (
+    STAGES,
+    head_stage,
+    mask_matrix,
+    query_detail,
+    sharing_html,
+)
 from dashboard.views.offline import Context, callback, div, index_buttons
 from dashboard.views.plots import (
     PROB_PALETTE,
@@ -61,6 +67,12 @@ def stage_mask(stage: str, t: int):
     return None if stage == "scaled" else mask_matrix("causal", t)
 
 
+def heads_of(config: dict) -> tuple[int, int]:
+    """(query heads, key/value heads) of a model config; older configs have no n_kv_head."""
+    n_head = int(config["n_head"])
+    return n_head, int(config.get("n_kv_head") or n_head)
+
+
 def detail_html(labels: list[str], d: dict, query: int, key: int) -> tuple[str, str]:
     """The pair's text and the most-attended table for ``query_detail``'s result ``d``."""
     pair = PAIR.format(
@@ -99,6 +111,9 @@ class AttentionLesson(LessonView):
         self._bars = BarPlot(style)
         self._pair = text_pane("", "pair", sizing_mode="stretch_width")
         self._top = text_pane("", "top-attended", sizing_mode="stretch_width")
+        self._sharing = text_pane(
+            "", "caption", "kv-sharing", margin=(0, 10), sizing_mode="stretch_width"
+        )
         stage = choice_group(s, "stage", {label: key for key, label in STAGES.items()})
         # the heatmap and the grid side by side on a laptop and a projector, the detail below
         width = style.matrix + style.colorbar + 10
@@ -124,6 +139,7 @@ class AttentionLesson(LessonView):
                     margin=(0, 10),
                     sizing_mode="stretch_width",
                 ),
+                self._sharing,
                 margin=0,
                 width=self._grid.size + 10,
             ),
@@ -165,6 +181,7 @@ class AttentionLesson(LessonView):
             title=f"Layer {s.layer}, head {s.head}: {STAGES[s.stage]}",
         )
         self._grid.select(s.layer, s.head)
+        self._sharing.object = sharing_html(*heads_of(s.config), s.head)
         self._detail()
 
     @param.depends("state.forward", watch=True)
@@ -292,6 +309,14 @@ def snapshot(ctx: Context):
         "caption",
         width=grid.size,
     )
+    sharing = div(
+        ctx,
+        sharing_html(*heads_of(ctx.config)),
+        "caption",
+        "kv-sharing",
+        name="kv-sharing",
+        width=grid.size,
+    )
     controls = row(
         column(div(ctx, "<b>Layer</b>", "explain"), layer),
         column(div(ctx, "<b>Head</b>", "explain"), head),
@@ -299,6 +324,8 @@ def snapshot(ctx: Context):
     )
     return column(
         controls,
-        row(heatmap.figure, column(grid.figure, caption)),  # as the dashboard: the detail below
+        row(
+            heatmap.figure, column(grid.figure, caption, sharing)
+        ),  # as the dashboard: the detail below
         column(bars.figure, detail),
     )

@@ -117,11 +117,33 @@ def js_source(name: str) -> str:
     return (JS_DIR / f"{name}.js").read_text(encoding="utf-8")
 
 
+def compact_js(text: str) -> str:
+    """``text`` without its comment lines, blank lines and indentation, lines otherwise as
+    written (so no statement is joined to another). Every callback carries its own copy of
+    common.js and its lesson's file, so this is a good part of every snapshot's size; the
+    files keep their comments. Lines inside a template literal are kept whole."""
+    out, inside = [], False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if inside:
+            out.append(line)
+        elif stripped and not stripped.startswith("//"):
+            out.append(stripped)
+        if line.count("`") % 2:  # a template literal opens or closes on this line
+            inside = not inside
+    return "\n".join(out)
+
+
+@cache
+def _compact_source(name: str) -> str:
+    return compact_js(js_source(name))
+
+
 def callback(js: str | tuple[str, ...], call: str, **args) -> CustomJS:
     """A ``CustomJS`` running ``call`` (e.g. ``"draw()"``) after ``common.js`` and the named
     file(s) of ``dashboard/views/js`` (a kernel first, then the lesson's own code)."""
     names = (js,) if isinstance(js, str) else tuple(js)
-    code = "\n".join([*map(js_source, ("common", *names)), f"{call};"])
+    code = "\n".join([*map(_compact_source, ("common", *names)), f"{call};"])
     return CustomJS(args=args, code=code)
 
 

@@ -55,6 +55,7 @@ from dashboard.views.plots import (
 from dashboard.views.registry import LessonView, Options, draws
 from dashboard.views.widgets import css, labelled, text_pane, two_way
 from models.bpe import Tokenizer, readable
+from models.runtime import EngineError
 
 SLIDER_MAX = 5.0
 CURVE_TEMPERATURES = S.default_temperatures(SLIDER_MAX, 101)
@@ -981,14 +982,48 @@ class SamplingLesson(LessonView):
         return record
 
     def generate(self, n: int | None = None) -> list[dict]:
-        """Sample ``n`` (default: the N box) tokens one after another."""
-        out = []
-        for _ in range(self.n_generate if n is None else n):
-            step = self.sample_next()
-            if step is None:
+        """Sample ``n`` (default: the N box) tokens one after another, as ``n`` clicks of
+        "Sample next token" would, then show the text once. After the first token the model
+        reads only the newest one, through the KV cache (``Engine.next_logits``); a step
+        whose text re-tokenises differently reads the whole text again."""
+        s = self.state
+        n = self.n_generate if n is None else n
+        if s.forward is None:
+            self._set_error("generate", "Type some text first.")
+            return []
+        block = int(s.config.get("block_size", 0))
+        tokenizer = s.engine.tokenizer(s.model)
+        ids, text, records = list(s.ids), s.text, []
+        n_rows = s.forward.logits.shape[0]  # fewer than the ids when the reading was cut
+        self._set_error("generate", "")
+        for _ in range(n):
+            if full := S.context_full(len(ids), n_rows, block):
+                self._set_error("generate", full)
                 break
-            out.append(step)
-        return out
+            try:  # the first token's distribution is the one on screen
+                row = s.engine.next_logits(s.model, ids) if records else s.forward.logits[-1]
+            except EngineError as err:
+                self._set_error("generate", str(err))
+                break
+            index = len(self.steps) + len(records)
+            g = S.next_token(
+                row[None], 1, s.temperature, self.top_k, self.top_p, self.seed, index, tokenizer
+            )
+            text += g.piece
+            after = tokenizer.encode(text)
+            records.append(S.step_record(g, S.retokenised(ids, g.token_id, after)))
+            before, ids, n_rows = ids, after, len(after)
+        if not records:
+            return []
+        self._generating = True
+        try:
+            s.text = text
+        finally:
+            self._generating = False
+        self.steps = [*self.steps, *records]
+        if s.status == "ok":
+            s.query = min(len(before) - 1, len(s.ids) - 1)
+        return records
 
     @param.depends("steps", watch=True)
     def _show_steps(self) -> None:
