@@ -712,6 +712,30 @@ def test_view_generation_is_reproducible_per_seed(lesson):
     assert third.state.text != state.text  # (with overwhelming probability at T = 1.3)
 
 
+@pytest.mark.parametrize("model", ["anatomy-gpt", "anatomy-llama"])
+def test_view_generation_reads_one_token_per_step_through_the_kv_cache(lesson, model):
+    """Generate N: the text is read whole once for the second token, then every further
+    token is one decode step; the text is redrawn once at the end. Greedy, so the tokens
+    must be the full graph's argmax at every step, each checked against a fresh pass."""
+    view, state, engine = lesson
+    state.model = model
+    view.presets.value = "Greedy"
+    text, runs, steps = state.text, engine.forward_calls, engine.decode_calls
+    records = view.generate(8)
+    assert len(records) == 8
+    # a step after one whose text re-tokenised reads the text whole (the first always does)
+    fresh = [r["retokenised"] for r in records[1:-1]].count(True)
+    assert engine.decode_calls - steps == 7 - 1 - fresh
+    assert engine.forward_calls - runs == 1 + 1 + fresh  # the second token's, the final text's
+    tokenizer = engine.tokenizer(model)
+    ids = tokenizer.encode(text)
+    for r in records:
+        check = Engine(STATIC_DIR).run(model, ids).logits[-1]
+        assert r["token_id"] == int(np.argmax(check))
+        ids = tokenizer.encode(tokenizer.decode(ids) + tokenizer.decode([r["token_id"]]))
+    assert state.text == tokenizer.decode(ids) and view.steps == records
+
+
 def test_view_greedy_generation_picks_the_argmax(lesson):
     view, state, _ = lesson
     view.presets.value = "Greedy"
