@@ -106,10 +106,8 @@ def import_gpt2_checkpoint(directory: str | Path) -> tuple[GPT, Tokenizer, dict]
             "together"
         )
 
-    weights_path = find_weights(folder)
-    state = read_weights(weights_path)
+    weights_path, state, dtypes = read_checkpoint_weights(folder)
     model = GPT(config)
-    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in state.values()})
     load_into(model, state, source=weights_path.name)
     model.eval()
 
@@ -208,6 +206,13 @@ def config_from_hf(raw: dict, source: str = CONFIG_FILE) -> GPTConfig:
 
 # ---------------------------------------------------------------------------------------------
 # weights
+
+
+def read_checkpoint_weights(folder: Path) -> tuple[Path, dict[str, torch.Tensor], list[str]]:
+    """The folder's weights file, its tensors, and their dtypes (for the provenance)."""
+    path = find_weights(folder)
+    state = read_weights(path)
+    return path, state, sorted({str(t.dtype).removeprefix("torch.") for t in state.values()})
 
 
 def find_weights(folder: Path) -> Path:

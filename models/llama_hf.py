@@ -1,9 +1,10 @@
 """A Hugging Face Llama, Mistral or Qwen2 checkpoint as our module's LLaMA recipe (models/gpt.py).
 
-``import_llama_checkpoint(directory)`` is ``models.hf.import_gpt2_checkpoint``'s contract for these
-model types (``models.import_hf.import_checkpoint`` dispatches here on ``config.json``'s ``model_type``): it
-returns ``(model, tokenizer, provenance)``, raises FileNotFoundError for a missing folder or
-file and ValueError, naming the file or setting, for anything it cannot represent exactly.
+``import_llama_checkpoint(directory)`` keeps ``models.hf.import_gpt2_checkpoint``'s contract
+for these model types (``models.import_hf.import_checkpoint`` sends them here by
+``config.json``'s ``model_type``): it returns ``(model, tokenizer, provenance)``, raises
+FileNotFoundError for a missing folder or file and ValueError, naming the file or setting,
+for anything it cannot represent exactly.
 
 - ``config_from_llama(raw)`` reads ``config.json`` (model_type llama, mistral or qwen2) and
   refuses what the module cannot represent: RoPE scaling, untied embeddings, Llama's biases,
@@ -43,9 +44,8 @@ from models.hf import (
     CONFIG_FILE,
     TOKENIZER_JSON_FILE,
     bpe_model_from_json,
-    find_weights,
+    read_checkpoint_weights,
     read_json,
-    read_weights,
     tokenizer_from_vocab,
 )
 from models.runtime import sha256_file
@@ -92,9 +92,7 @@ def import_llama_checkpoint(directory: str | Path) -> tuple[GPT, Tokenizer, dict
             "together"
         )
 
-    weights_path = find_weights(folder)
-    state = read_weights(weights_path)
-    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in state.values()})
+    weights_path, state, dtypes = read_checkpoint_weights(folder)
     model = GPT(config)
     load_llama(model, state, source=weights_path.name)
     model.eval()

@@ -1,8 +1,11 @@
-"""Shared by the BPE lesson's live and snapshot tests: what its pages must say of characters
-split across tokens, computed here from ``str.encode`` (not from the lesson's own code), and a
-reading of the boxes its text is drawn in."""
+"""Shared by the BPE tests (the lesson's live and snapshot pages, the checkpoint imports):
+what its pages must say of characters split across tokens, computed here from ``str.encode``
+(not from the lesson's own code), a reading of the boxes its text is drawn in, and texts
+glued from random tokens."""
 
 from __future__ import annotations
+
+import numpy as np
 
 # Each token element's "part of …" note (the element after it), or "".
 JS_PARTS = """
@@ -47,3 +50,16 @@ def expected_parts(text: str, tokens: list[bytes]) -> list[str]:
         out.append("part of " + " and ".join(split) if split else "")
         pos = end
     return out
+
+
+def scrambled_texts(tok, lines: list[str], n: int, most: int, seed: int = 0) -> list[str]:
+    """``lines`` and then ``n`` texts glued from 1 to ``most - 1`` random learned tokens of
+    ``tok`` (their bytes joined, invalid UTF-8 replaced): where two encoders' merge orders
+    would part."""
+    rng = np.random.default_rng(seed)
+    pieces = [tok.token_bytes(i) for i in range(256, tok.n_ordinary)]
+    texts = list(lines)
+    for _ in range(n):
+        picked = rng.choice(len(pieces), size=rng.integers(1, most))
+        texts.append(b"".join(pieces[i] for i in picked).decode("utf-8", "replace"))
+    return texts

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
 
 from models.bpe import ENDOFTEXT, GPT2_SPLIT_PATTERN, train
 from models.build import main as build_main
@@ -30,9 +31,7 @@ from models.hf import (
 )
 from models.import_hf import import_checkpoint
 from models.runtime import Engine, load_manifest
-
-transformers = pytest.importorskip("transformers")
-from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer  # noqa: E402
+from tests.bpe_support import scrambled_texts
 
 TOL = 1e-4
 BLOCK = 32
@@ -304,12 +303,7 @@ def test_encode_matches_transformers_on_more_text(tokenizer_dir):
     """Every line of the training text and scrambled pieces of tokens, in one comparison."""
     tok, _, _ = load_tokenizer(tokenizer_dir)
     hf = GPT2Tokenizer.from_pretrained(str(tokenizer_dir))
-    rng = np.random.default_rng(0)
-    tokens = [tok.token_bytes(i) for i in range(256, tok.n_ordinary)]
-    texts = TRAIN_TEXT.splitlines()
-    for _ in range(500):
-        picked = rng.choice(len(tokens), size=rng.integers(1, 5))
-        texts.append(b"".join(tokens[i] for i in picked).decode("utf-8", "replace"))
+    texts = scrambled_texts(tok, TRAIN_TEXT.splitlines(), 500, 5)
     ours = [tok.encode(t) for t in texts]
     theirs = [hf.encode(t, add_special_tokens=False) for t in texts]
     assert ours == theirs
@@ -317,7 +311,8 @@ def test_encode_matches_transformers_on_more_text(tokenizer_dir):
 
 @pytest.mark.slow
 def test_saved_tokenizer_round_trips_and_matches_tiktoken(exported, tokenizer_dir):
-    tiktoken = pytest.importorskip("tiktoken")
+    import tiktoken
+
     _, _, static = exported
     saved = Engine(static).tokenizer("tiny")
     direct, _, _ = load_tokenizer(tokenizer_dir)

@@ -1,5 +1,5 @@
-"""Importing Llama, Mistral and Qwen2 checkpoints (models/llama_hf.py via models/hf.py), checked
-against transformers and tokenizers.
+"""Importing Llama, Mistral and Qwen2 checkpoints (models/llama_hf.py, chosen by
+models/import_hf.py), checked against transformers and tokenizers.
 
 Tiny checkpoints are built here from configs (random, seeded; nothing is downloaded), saved
 with ``save_pretrained``, and given a byte-level BPE ``tokenizer.json`` trained by the
@@ -17,12 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tokenizers
 import torch
-
-transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
-from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers  # noqa: E402
-from transformers import (  # noqa: E402
+from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
+from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
     MistralConfig,
@@ -31,13 +29,15 @@ from transformers import (  # noqa: E402
     Qwen2ForCausalLM,
 )
 
-from models.hf import bytes_to_unicode  # noqa: E402
-from models.import_hf import import_checkpoint  # noqa: E402
-from models.llama_hf import (  # noqa: E402
+from models.hf import bytes_to_unicode
+from models.import_hf import import_checkpoint
+from models.llama_hf import (
     MAX_BLOCK,
     config_from_llama,
     load_byte_level_tokenizer,
 )
+from tests.bpe_support import scrambled_texts
+from tests.test_hf import TRAIN_TEXT as GPT2_TRAIN_TEXT
 
 TOL = 1e-4
 # the split regexes as Hugging Face publishes them (transformers' TikTokenConverter default,
@@ -53,21 +53,12 @@ QWEN2_PATTERN = (
 SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>"]
 N_VOCAB = 256 + 360  # the trainer's target: 256 bytes and the merges
 
-TRAIN_TEXT = """\
-The quick brown fox jumps over the lazy dog. The dog sleeps; the fox runs away again.
-Transformers read tokens, attend to earlier tokens, and predict the next token.
-Attention weights are a softmax over scaled dot products of queries and keys.
-def attention(q, k, v):
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
-    return scores.softmax(dim=-1) @ v
-
-for i in range(10):
-    print(f"step {i}: loss={1.0 / (i + 1):.3f}")  # 1234567890 2024-06-01
-Les modèles de langue apprennent des régularités. Café, naïve, déjà vu. Ça va?
-日本語の文章も少し入れておきます。東京は日本の首都です。中文句子：我们今天学习注意力机制。
-Emoji too: 🙂 🚀 👩‍💻 🎉🎉 — and some   spaces,	tabs and
-newlines.   It's, they'll, we've, I'm, you'd, she's. IT'S, THEY'LL, WE'VE.
-\r\nWindows line\r\n  indented line\n\n\n"""
+# the GPT-2 import's training text, with what Llama 3's split pattern treats differently:
+# digit runs (at most three digits a chunk), upper-case contractions, CR LF
+TRAIN_TEXT = GPT2_TRAIN_TEXT + (
+    "print(1234567890)  # 2024-06-01. Ça va?\n"
+    "IT'S, THEY'LL, WE'VE.\r\nWindows line\r\n  indented line\n\n\n"
+)
 
 SAMPLES = [
     "Hello world",
@@ -306,12 +297,7 @@ def test_encode_matches_tokenizers_on_more_text(tokenizer_dir):
     """Every line of the training text and scrambled pieces of tokens, in one comparison."""
     tok, _ = load_byte_level_tokenizer(tokenizer_dir)
     hf = hf_tokenizer(tokenizer_dir)
-    rng = np.random.default_rng(0)
-    pieces = [tok.token_bytes(i) for i in range(256, tok.n_ordinary)]
-    texts = TRAIN_TEXT.splitlines()
-    for _ in range(400):
-        picked = rng.choice(len(pieces), size=rng.integers(1, 6))
-        texts.append(b"".join(pieces[i] for i in picked).decode("utf-8", "replace"))
+    texts = scrambled_texts(tok, TRAIN_TEXT.splitlines(), 400, 6)
     ours = [tok.encode(t) for t in texts]
     theirs = [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)]
     assert ours == theirs
@@ -348,7 +334,7 @@ def test_a_tokenizer_converted_from_tiktoken_imports(tmp_path):
     TikTokenConverter, which lists every split of a token as a merge (so several merges make
     one id) and sets ignore_merges. Converting a rank file of ours the same way imports back
     to the same ranks and the same ids as Hugging Face's encoder."""
-    pytest.importorskip("tiktoken")  # the converter reads the rank file with it
+    import tiktoken  # noqa: F401  (the converter reads the rank file with it)
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     from models.bpe import Tokenizer, train
