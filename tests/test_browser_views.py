@@ -17,6 +17,7 @@ import pytest
 from dashboard.state import DEFAULT_TEXT
 from models.runtime import STATIC_DIR, Engine
 from tests.browser_support import (
+    IMAGES,
     JS_TITLE,
     cut_text,
     cut_titles,
@@ -296,6 +297,8 @@ def test_plot_titles_fit_a_1440x900_laptop(server, browser, lesson):
     page = _open_lesson(browser, server, lesson, 1440, 900)
     _assert_plots_fit(page, lesson, 1440)
     assert page.errors == []
+    if lesson == "recipes":
+        page.screenshot(path=str(IMAGES / "recipes.png"))  # the README's
     page.close()
 
 
