@@ -202,6 +202,8 @@ def loss_figure(style: PlotStyle, lines: list[R.PositionLoss], width: int):
         style, w, h, CHART_TITLE, name="recipes-loss", x_axis_label="position in the window"
     )
     fig.yaxis.axis_label = "loss (nats)"
+    # few ticks: on a phone the chart scales down to a third of its height and more crowd
+    fig.yaxis.ticker.desired_num_ticks = 4
     fig.ygrid.visible = True
     fig.ygrid.grid_line_alpha = 0.25
     data = bucketed(lines, width)
