@@ -41,8 +41,10 @@ from models.manifest import (
     DEFAULT_MODEL,
     MANIFEST_NAME,
     STATIC_DIR,
+    atomic_write,
     find_entry,
     read_manifest,
+    write_experiment,
     write_manifest,
 )
 from models.runtime import sha256_file
@@ -84,11 +86,22 @@ class Plan:
         return _hash(
             {
                 "tokenizer": self.tokenizer_key(corpus_sha),
-                "model": self.model.to_dict(),
+                "model": config_key(self.model),
                 "training": self.training.to_dict(),
                 "torch": torch.__version__,
             }
         )
+
+
+# Config fields added after models were trained with them at these values: left out of the
+# key at that value, so adding a field retrains nothing.
+LATER_FIELDS = {"norm_position": "pre"}
+
+
+def config_key(config: GPTConfig) -> dict:
+    """What of ``config`` decides the trained weights (the model key's part)."""
+    d = config.to_dict()
+    return {k: v for k, v in d.items() if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
 
 
 def _hash(obj) -> str:
@@ -398,6 +411,47 @@ def train_model(plan: Plan, tok: Tokenizer, train_text: str, val_ids, corpus, te
     return result.model, extra
 
 
+NORM_POSITION_FILE = "norm-position.json"
+
+
+def build_norm_position(out: Path, corpus_path: str | None, quick: bool, entry: dict) -> dict:
+    """Pre-LN vs Post-LN (models/norm_position.py) on the corpus and tokenizer of ``entry``
+    (a model just built); skipped when its record is up to date. Returns the summary."""
+    from models import norm_position
+
+    tok = Tokenizer.load(out, entry["tokenizer"]["name"])
+    model, training = norm_position.default_setting(tok.vocab_size, quick)
+    key = _hash(
+        {
+            "tokenizer": entry["build"]["tokenizer_key"],
+            "model": config_key(model),
+            "training": training.to_dict(),
+            "torch": torch.__version__,
+        }
+    )
+    old = read_manifest(out).get("experiments", {}).get("norm_position") or {}
+    path = out / NORM_POSITION_FILE
+    if old.get("key") == key and path.is_file() and sha256_file(path) == old.get("sha256"):
+        print("[norm position] up to date")
+        return old
+    corpus = corpus_mod.load(corpus_path)
+    text = corpus.text[: quick_plan().corpus_chars] if quick else corpus.text
+    train_text, val_text = corpus_mod.split(text)
+    train_ids = encode_corpus(tok, train_text, "encode train")
+    val_ids = encode_corpus(tok, val_text, "encode val")
+    record = norm_position.run(model, training, train_ids, val_ids)
+    atomic_write(path, json.dumps(record, separators=(",", ":")) + "\n")
+    summary = {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "key": key,
+        "val_loss": {p: r["val_loss"] for p, r in record["runs"].items()},
+        "diverged": {p: r["diverged"] for p, r in record["runs"].items()},
+    }
+    write_experiment(out, "norm_position", summary)
+    return summary
+
+
 def plans(args) -> list[Plan]:
     """The plans the command line asks for: both recipes unless ``--recipe`` names one."""
     recipes = [args.recipe] if args.recipe else list(RECIPES)
@@ -446,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
             for plan in plans(args):
                 torch.set_num_threads(plan.training.threads)
                 entries.append(build(plan, out, args.corpus, args.force))
+            if not args.recipe:  # the build's own measurements, beside the models
+                build_norm_position(out, args.corpus, args.quick, entries[0])
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

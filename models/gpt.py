@@ -48,12 +48,16 @@ class GPTConfig:
     mlp_hidden: int | None = None  # None: 4·n_embd for GELU, LLaMA's rule for SwiGLU
     multiple_of: int = 32  # LLaMA's rule rounds the SwiGLU width up to a multiple of this
     qkv_bias: bool = False  # biases on the q, k, v projection only (Qwen2), whatever ``bias`` says
+    # "pre": x + sublayer(norm(x)) (GPT-2, LLaMA); "post": norm(x + sublayer(x)) (the original
+    # Transformer, BERT). The final norm before the LM head stays in both.
+    norm_position: str = "pre"
 
     def __post_init__(self) -> None:
         for name, allowed in (
             ("norm", ("layernorm", "rmsnorm")),
             ("positions", ("learned", "rope")),
             ("mlp", ("gelu", "swiglu")),
+            ("norm_position", ("pre", "post")),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
@@ -193,10 +197,12 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+    """Pre-LN transformer block: x + attn(ln(x)), then x + mlp(ln(x)); or, with
+    ``norm_position="post"``, Post-LN: ln(x + attn(x)), then ln(x + mlp(x))."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
+        self.post = config.norm_position == "post"
         self.ln_1 = norm_layer(config)
         self.attn = CausalSelfAttention(config)
         self.ln_2 = norm_layer(config)
@@ -205,6 +211,13 @@ class Block(nn.Module):
     def forward(
         self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.post:
+            a, stages = self.attn(x, past)
+            x = self.ln_1(x + a)
+            stages["resid_mid"] = x
+            m, mlp_stages = self.mlp(x)
+            stages.update(mlp_stages)
+            return self.ln_2(x + m), stages
         a, stages = self.attn(self.ln_1(x), past)
         x = x + a
         stages["resid_mid"] = x  # the stream between the attention and the MLP sublayers

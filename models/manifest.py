@@ -71,6 +71,16 @@ def write_manifest(out: Path, entry: dict) -> dict:
     return manifest
 
 
+def write_experiment(out: Path, name: str, summary: dict) -> dict:
+    """Add or replace the build's measurement ``name`` under the manifest's ``experiments``
+    (its summary; the record itself is a file of its own beside the models)."""
+    out = Path(out)
+    manifest = read_manifest(out)
+    manifest.setdefault("experiments", {})[name] = summary
+    atomic_write(out / MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return manifest
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write ``text`` next to ``path``, then rename: a crash never leaves half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")

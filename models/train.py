@@ -40,7 +40,10 @@ class TrainResult:
     val_loss: float  # over the whole validation split
     unigram_entropy: float  # entropy of the validation tokens' own frequencies (nats)
     seconds: float
-    history: list[tuple[int, float]] = field(default_factory=list)
+    history: list[tuple[int, float]] = field(default_factory=list)  # (step, training loss)
+    grad_norms: list[float] = field(default_factory=list)  # every step's, before clipping
+    # at step 0 (the initial weights, the first batch): each block's gradient norm
+    init_block_grad_norms: list[float] = field(default_factory=list)
 
     @property
     def improvement_over_unigram(self) -> float:
@@ -166,6 +169,8 @@ def train(
     )
     data = torch.from_numpy(train_ids.astype(np.int64))
     history: list[tuple[int, float]] = []
+    grad_norms: list[float] = []
+    init_blocks: list[float] = []
     recent: list[float] = []
     t0 = time.perf_counter()
     bar = tqdm(range(cfg.steps), desc="train", unit="step", disable=not progress)
@@ -177,7 +182,10 @@ def train(
         loss = model.loss(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if step == 0:
+            init_blocks = block_grad_norms(model)
+        total = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        grad_norms.append(total.item())
         opt.step()
         recent = (recent + [loss.item()])[-50:]
         history.append((step, loss.item()))
@@ -192,4 +200,15 @@ def train(
         unigram_entropy=unigram_entropy(val_ids),
         seconds=time.perf_counter() - t0,
         history=history,
+        grad_norms=grad_norms,
+        init_block_grad_norms=init_blocks,
     )
+
+
+def block_grad_norms(model: GPT) -> list[float]:
+    """The L2 norm of the gradient of each block's parameters (after a backward pass)."""
+    norms = []
+    for block in model.h:
+        grads = [p.grad.reshape(-1) for p in block.parameters() if p.grad is not None]
+        norms.append(torch.linalg.vector_norm(torch.cat(grads)).item() if grads else 0.0)
+    return norms

@@ -47,6 +47,14 @@ def test_manifest_has_every_field(quick_build, quick_manifest):
     block = gpt["config"]["block_size"]
     assert len(llama["positions"]["loss"]) == 2 * block and len(gpt["positions"]["loss"]) == block
     assert gpt["positions"]["mean_past_block"] is None
+    # the build's Pre-LN vs Post-LN measurement, beside the models
+    summary = quick_manifest["experiments"]["norm_position"]
+    record = json.loads((quick_build / summary["file"]).read_text())
+    assert summary["sha256"] == sha256_file(quick_build / summary["file"])
+    assert set(record["runs"]) == {"pre", "post"} == set(summary["val_loss"])
+    for run in record["runs"].values():
+        assert len(run["loss"]) == len(run["grad_norm"]) == record["training"]["steps"]
+        assert len(run["init_block_grad_norms"]) == record["config"]["n_layer"]
 
 
 def test_an_export_change_re_exports_the_saved_weights_without_training(tmp_path, capsys):
