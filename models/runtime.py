@@ -252,11 +252,20 @@ class Engine:
             record, hint = self.entry(model), REBUILD_HINT
         else:
             record, hint = self.variant(model, precision), LOWP_HINT
-        path = self.static_dir / record["file"]
+        return self._shared(self.static_dir / record["file"], record, hint)
+
+    def _shared(
+        self,
+        path: Path,
+        record: dict,
+        hint: str = REBUILD_HINT,
+        required: tuple[str, ...] = TRANSFORMER_OUTPUTS,
+    ) -> _Session:
+        """The process's session of ``path``, opened (and checked) the first time."""
         key = (str(path), self.provider_request, self.threads)
         with _SESSIONS_LOCK:
             if key not in _SESSIONS:
-                _SESSIONS[key] = self._open(path, record, hint)
+                _SESSIONS[key] = self._open(path, record, hint, required)
             return _SESSIONS[key]
 
     def _open(
@@ -408,12 +417,7 @@ class Engine:
 
     def _decoder(self, model: str) -> _Session:
         record = self.entry(model)["decode"]
-        path = self.static_dir / record["file"]
-        key = (str(path), self.provider_request, self.threads)
-        with _SESSIONS_LOCK:
-            if key not in _SESSIONS:
-                _SESSIONS[key] = self._open(path, record, required=DECODE_OUTPUTS)
-            return _SESSIONS[key]
+        return self._shared(self.static_dir / record["file"], record, required=DECODE_OUTPUTS)
 
     def next_logits(self, model: str, ids) -> np.ndarray:
         """The logits (vocab,) of the token after ``ids``, for generation.

@@ -24,6 +24,13 @@ NAN_ROW = (
 )
 
 
+def heads_of(config: dict) -> tuple[int, int]:
+    """(query heads, key/value heads) of a model config dict: n_kv_head None (and configs
+    older than it, which lack it) means one per query head."""
+    n_head = int(config["n_head"])
+    return n_head, int(config.get("n_kv_head") or n_head)
+
+
 def kv_head(head: int, n_head: int, n_kv_head: int) -> int:
     """The key/value head that query ``head`` reads. Grouped-query attention gives each
     key/value head ``n_head / n_kv_head`` consecutive query heads (Hugging Face's repeat_kv

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dashboard.lessons.attention import heads_of
+
 BUCKET_WIDTHS = (1, 8, 16, 32)  # positions averaged into one point of the loss-per-position chart
 FLOAT32_BYTES = 4  # the decode graph's cache is float32
 
@@ -53,7 +55,7 @@ def bucket_columns(loss, width: int) -> dict[str, list]:
 def kv_bytes_per_token(config: dict) -> int:
     """The KV cache one token adds, from the config: a key and a value vector of ``d_head``
     float32 numbers per key/value head per layer, 2 · n_layer · n_kv_head · d_head · 4."""
-    n_kv = config.get("n_kv_head") or config["n_head"]  # None: one per query head (GPT)
+    n_kv = heads_of(config)[1]
     d_head = config["n_embd"] // config["n_head"]
     return 2 * config["n_layer"] * n_kv * d_head * FLOAT32_BYTES
 
@@ -111,7 +113,7 @@ def recipe_row(name: str, entry: dict) -> RecipeRow:
         positions=POSITIONS.get(c.get("positions", "learned"), str(c.get("positions"))),
         mlp=MLPS.get(c.get("mlp", "gelu"), str(c.get("mlp"))),
         n_head=int(c["n_head"]),
-        n_kv_head=int(c.get("n_kv_head") or c["n_head"]),
+        n_kv_head=heads_of(c)[1],
         bias=bool(c.get("bias", True)),
         n_params=int(entry["n_params"]),
         val_loss=float(t["val_loss"]),

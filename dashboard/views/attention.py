@@ -18,6 +18,7 @@ from bokeh.models import ColumnDataSource, RadioButtonGroup
 from dashboard.lessons.attention import (
     STAGES,
     head_stage,
+    heads_of,
     mask_matrix,
     query_detail,
     sharing_html,
@@ -65,12 +66,6 @@ def stage_mask(stage: str, t: int):
     """The causal mask the model used, for the stages it applies to (``None`` for the scores
     before it): the heatmap draws the keys it removed in the masked colour."""
     return None if stage == "scaled" else mask_matrix("causal", t)
-
-
-def heads_of(config: dict) -> tuple[int, int]:
-    """(query heads, key/value heads) of a model config; older configs have no n_kv_head."""
-    n_head = int(config["n_head"])
-    return n_head, int(config.get("n_kv_head") or n_head)
 
 
 def detail_html(labels: list[str], d: dict, query: int, key: int) -> tuple[str, str]:

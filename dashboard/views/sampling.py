@@ -950,36 +950,8 @@ class SamplingLesson(LessonView):
     def sample_next(self) -> dict | None:
         """Sample one token after the end of the text, append it, re-run the model. Returns
         the step, or None (with a message) when there is nothing to sample from."""
-        s = self.state
-        if s.forward is None:
-            self._set_error("generate", "Type some text first.")
-            return None
-        block = int(s.config.get("block_size", 0))
-        full = S.context_full(len(s.ids), s.forward.logits.shape[0], block)
-        self._set_error("generate", full)
-        if full:
-            return None
-        g = S.next_token(
-            s.forward.logits,
-            len(s.ids),
-            s.temperature,
-            self.top_k,
-            self.top_p,
-            self.seed,
-            len(self.steps),
-            s.engine.tokenizer(s.model),
-        )
-        before = list(s.ids)
-        self._generating = True
-        try:
-            s.text = s.text + g.piece
-        finally:
-            self._generating = False
-        record = S.step_record(g, S.retokenised(before, g.token_id, s.ids))
-        self.steps = [*self.steps, record]
-        if s.status == "ok":
-            s.query = min(len(before) - 1, len(s.ids) - 1)
-        return record
+        steps = self.generate(1)
+        return steps[0] if steps else None
 
     def generate(self, n: int | None = None) -> list[dict]:
         """Sample ``n`` (default: the N box) tokens one after another, as ``n`` clicks of
