@@ -307,7 +307,7 @@ class GPT(nn.Module):
 
     def loss(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy (nats) — the training objective."""
-        logits = self.forward(input_ids)[0]
+        logits = self._layers(input_ids)[0]  # the logits alone: nothing stacked for the lessons
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
 
     @torch.no_grad()
@@ -315,6 +315,6 @@ class GPT(nn.Module):
         """Greedy continuation (used to check that the trained model reads like its corpus)."""
         for _ in range(max_new_tokens):
             context = input_ids[:, -self.config.block_size :]
-            next_id = self.forward(context)[0][:, -1].argmax(-1, keepdim=True)
+            next_id = self._layers(context)[0][:, -1].argmax(-1, keepdim=True)
             input_ids = torch.cat([input_ids, next_id], dim=1)
         return input_ids
