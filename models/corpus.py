@@ -16,6 +16,7 @@ import hashlib
 import sys
 import sysconfig
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 # Packages that are tests, demos or vendored data rather than documentation prose.
@@ -90,8 +91,14 @@ def from_file(path: str | Path) -> Corpus:
 
 
 def load(path: str | Path | None = None) -> Corpus:
-    """The user's corpus file if given, else the standard library's docstrings."""
-    return from_file(path) if path else stdlib_docstrings()
+    """The user's corpus file if given, else the standard library's docstrings (read once per
+    process: the build reads it for every model and measurement, the tests in many places)."""
+    return from_file(path) if path else _default()
+
+
+@cache
+def _default() -> Corpus:
+    return stdlib_docstrings()
 
 
 def split(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
