@@ -22,6 +22,7 @@ from typing import Any
 import param
 
 from dashboard.views import registry
+from models.contract import Forward
 from models.manifest import static_dir
 from models.reading import read_text
 from models.runtime import Engine, EngineError
@@ -162,6 +163,16 @@ class SessionState(registry.Selection):
     @property
     def n_tokens(self) -> int:
         return len(self.ids)
+
+    def outputs(self, *names: str) -> Forward:
+        """The reading's forward pass with the named outputs (``q``, ``mlp_hidden``, ...; see
+        models.contract), for the lessons that look inside a block: one more engine call,
+        cached by the engine. Raises EngineError (its message says what to do) when there is
+        no reading or the model file lacks one of them."""
+        if self._engine is None or self.status != "ok":
+            raise EngineError(self.message or "no text has been read")
+        self._engine.require(self.model, names)
+        return self._engine.run(self.model, self.ids, outputs=tuple(names))
 
     @param.depends("text", "model", watch=True)
     def _update(self) -> None:

@@ -3,8 +3,10 @@
 The page is a single Bokeh document rendered as ``bokeh.embed.file_html`` with INLINE
 resources does, into our own template (:func:`inline_html`): every script and style is in the
 file, the favicon is an inline ``data:`` URL, and nothing is fetched when it opens (not Panel's
-``save``, which links a CDN and weighs ~3 MB before any data). Interactivity is ``CustomJS``
-over embedded float32 arrays (Bokeh writes numpy arrays as base64 buffers): no server.
+``save``, which links a CDN and weighs ~3 MB before any data); its scripts, BokehJS first,
+are carried gzipped and unpacked by the page (:mod:`export.pack`). Interactivity is
+``CustomJS`` over embedded float32 arrays (Bokeh writes numpy arrays as base64 buffers): no
+server.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from bokeh.resources import INLINE
 from dashboard.views import registry
 from dashboard.views.offline import Context, div
 from dashboard.views.plots import plot_style
+from export.pack import pack_scripts
 from models.manifest import static_dir
 from models.reading import read_text
 from models.runtime import Engine, EngineError
@@ -229,7 +232,7 @@ def inline_html(doc: Document, title: str, page_css: str) -> str:
     linked = EXTERNAL.search(tags)
     if linked:  # the contract is zero requests: fail loudly rather than write such a file
         raise RuntimeError(f"the snapshot would load {linked.group(0)[:120]!r}")
-    return page
+    return pack_scripts(page)
 
 
 def write_snapshot(page: str, out: str | os.PathLike) -> Path:
@@ -278,8 +281,12 @@ def styled(root: Model, layouts: Sequence[Model], sheet: InlineStyleSheet) -> No
 
 def _lesson(ctx: Context, lesson: registry.Lesson):
     """A lesson's tab: its "what you see, what to try" text above its snapshot form."""
+    try:
+        body = lesson.snapshot(ctx)
+    except EngineError as err:  # a model file without the outputs it draws: say so in its tab
+        body = div(ctx, f"<p>{html.escape(str(err))}</p>", "error", name=f"error-{lesson.name}")
     return column(div(ctx, f"<p>{lesson.about}</p>", "about", name=f"about-{lesson.name}"),
-                  lesson.snapshot(ctx), sizing_mode="stretch_width")  # fmt: skip
+                  body, sizing_mode="stretch_width")  # fmt: skip
 
 
 def snapshot_of_state(state, **options) -> str:

@@ -344,6 +344,15 @@ class Engine:
         """The named outputs ``model``'s graph has (models/contract.py), in its order."""
         return self._session(model, precision).outputs
 
+    def require(self, model: str, names) -> None:
+        """Raise EngineError naming the outputs of ``names`` that ``model``'s graph lacks."""
+        missing = [n for n in names if n not in self.outputs(model)]
+        if missing:
+            raise EngineError(
+                f"{model}'s model file has no {', '.join(missing)} output "
+                f"(it was exported before the lessons inside a block). {REBUILD_HINT}"
+            )
+
     def run(
         self, model: str, ids, precision: str = "fp32", outputs: str | tuple = "core"
     ) -> Forward:

@@ -17,6 +17,7 @@ import torch
 from dashboard.lessons import recipes as R
 from dashboard.state import AnatomyState
 from dashboard.views import recipes as V
+from export.pack import unpack
 from export.snapshot import build_snapshot
 from models.runtime import STATIC_DIR, Engine
 
@@ -214,7 +215,7 @@ def test_an_unknown_bucket_width_in_a_link_is_named_and_ignored(engine):
 
 
 def test_the_snapshot_has_the_table_and_every_bucketing(engine):
-    page = html.unescape(build_snapshot("hi", engine=engine, lessons="recipes"))
+    page = html.unescape(unpack(build_snapshot("hi", engine=engine, lessons="recipes")))
     for name in ("recipes-loss", "recipes-bucket", "recipes-table", "recipes-positions"):
         assert f'"{name}"' in page, name
     assert "cannot be asked past position 127" in page
@@ -239,5 +240,5 @@ def test_the_quick_builds_two_recipes(quick_build, quick_manifest):
     assert set(view._sources) == {"quick-gpt", "quick-llama"}
     assert view._sources["quick-llama"].data["last"][-1] == 2 * lm.block_size - 1
     assert view._sources["quick-gpt"].data["last"][-1] == g.block_size - 1
-    page = html.unescape(build_snapshot("hi", engine=engine, lessons="recipes"))
+    page = html.unescape(unpack(build_snapshot("hi", engine=engine, lessons="recipes")))
     assert '"recipes-line-quick-llama"' in page and "past it" in page

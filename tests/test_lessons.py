@@ -20,6 +20,7 @@ from bokeh.models import Div
 
 from dashboard.state import DEFAULT_TEXT, AnatomyState, state_class
 from dashboard.views import LESSONS, registry
+from export.pack import unpack, unpack_data
 from export.snapshot import build_snapshot, parse_lessons
 from models.runtime import STATIC_DIR, Engine
 
@@ -103,7 +104,7 @@ def test_every_option_survives_a_link(engine, option, value):
 
 def _document(page: str) -> str:
     """The snapshot's Bokeh document, ids and the export time taken out (they always differ)."""
-    body = re.search(r'<script type="application/json"[^>]*>(.*?)</script>', page, re.S).group(1)
+    (body,) = unpack_data(page).values()  # the Bokeh document
     doc = re.sub(r'"(?:id|root_ids|ids)":\s*"?p\d+"?', '"id":0', body)
     doc = re.sub(r"\bp\d{3,}\b", "p", doc)
     doc = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "uuid", doc)
@@ -133,7 +134,7 @@ def test_snapshot_refuses_bad_option_values(engine):
 
 def test_every_lesson_has_a_snapshot_form_and_a_tab(engine):
     page = build_snapshot(DEFAULT_TEXT, engine=engine)
-    doc = html.unescape(page)
+    doc = html.unescape(unpack(page))
     for name, lesson in LESSONS.items():
         assert f'"tab-{name}"' in doc, name
         assert json.dumps(lesson.title)[1:-1] in doc, name
@@ -201,11 +202,12 @@ def test_a_new_lesson_is_written_once_and_appears_everywhere(engine):
         page = build_snapshot(
             "a bb ccc", engine=engine, lessons="lengths", options={"longest": True}
         )
+        page = unpack(page)
         assert "longest=True" in page and "Token lengths" in page
         # and the snapshot of the dashboard session
         from export.snapshot import snapshot_of_state
 
-        assert "longest=True" in snapshot_of_state(fresh)
+        assert "longest=True" in unpack(snapshot_of_state(fresh))
     finally:
         registry.unregister("lengths")
     assert "lengths" not in registry.course()
@@ -225,7 +227,7 @@ def test_every_lesson_works_with_both_models(engine, model):
         view.__panel__()
         state.param.update(layer=1, head=3, query=2)
         assert state.status == "ok", (name, state.message)
-    page = html.unescape(build_snapshot(DEFAULT_TEXT, engine=engine, model=model))
+    page = html.unescape(unpack(build_snapshot(DEFAULT_TEXT, engine=engine, model=model)))
     for name in LESSONS:
         assert f'"tab-{name}"' in page, (model, name)
     assert f"A snapshot of model <b>{model}</b>" in page
@@ -242,5 +244,5 @@ def test_the_attention_lesson_says_which_query_heads_share_a_key_value_head(engi
     assert view._sharing.object.endswith("Head 2 reads K/V head 1 with head 3.")
     state.model = "anatomy-gpt"
     assert "Multi-head attention" in view._sharing.object
-    page = html.unescape(build_snapshot(DEFAULT_TEXT, engine=engine, model="anatomy-llama"))
+    page = html.unescape(unpack(build_snapshot(DEFAULT_TEXT, engine=engine, model="anatomy-llama")))
     assert "heads 0 and 1 read K/V head 0; heads 2 and 3 read K/V head 1" in page

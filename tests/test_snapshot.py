@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from dashboard.state import DEFAULT_TEXT
+from export.pack import unpack, unpack_data
 from export.snapshot import (
     LESSONS,
     SnapshotError,
@@ -63,7 +64,7 @@ def test_cli_writes_a_snapshot_and_never_imports_torch(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "IMPORTED []" in run.stdout
     page = out.read_text(encoding="utf-8")
-    assert page.startswith("<!DOCTYPE html>") and "snap-title" in page
+    assert page.startswith("<!DOCTYPE html>") and "snap-title" in unpack(page)
     assert list(tmp_path.iterdir()) == [out]  # no temporary file left
 
 
@@ -131,7 +132,7 @@ def _markup(page: str) -> str:
 
 
 def test_nothing_external_and_an_inline_favicon(engine):
-    page = build_snapshot(DEFAULT_TEXT, engine=engine)
+    page = unpack(build_snapshot(DEFAULT_TEXT, engine=engine))
     tags = _markup(page)
     assert re.findall(r"<(?:script|link|img)\b[^>]*\b(?:src|href)=", tags) == [
         '<link rel="icon" href='
@@ -161,19 +162,19 @@ def _find_text(node, name: str):
 def test_html_in_the_text_is_escaped(engine):
     text = "<script>alert('x')</script> & <b>bold</b>"
     page = build_snapshot(text, lessons="bpe", engine=engine)
-    body = re.search(r'<script type="application/json"[^>]*>(.*?)</script>', page, re.S).group(1)
+    (body,) = unpack_data(page).values()  # the Bokeh document
     header = _find_text(json.loads(html.unescape(body)), "snapshot-header")
     assert "<b>bold" not in header and "<script" not in header
     chips = re.findall(r"<span class='chip'[^>]*>([^<]*)</span>", header)
     # every token is there, escaped: unescaping the chips gives the text back (· = space)
     assert html.unescape("".join(chips)) == text.replace(" ", "·")
-    assert "<script>alert" not in _markup(page)
+    assert "<script>alert" not in _markup(unpack(page))
 
 
 def test_long_text_is_truncated_with_a_notice(engine):
     text = TEXT_64 * 4
     n = len(engine.tokenizer(engine.default_model).encode(text))
-    page = build_snapshot(text, lessons="temperature", engine=engine)
+    page = unpack(build_snapshot(text, lessons="temperature", engine=engine))
     assert f"Your text is {n} tokens long" in page and "only the first 128 tokens" in page
 
 

@@ -102,6 +102,24 @@ class Context:
             )
         return self.shared["attention"]
 
+    def outputs(self, *names: str) -> Forward:
+        """The reading's forward pass with the named outputs (models.contract); raises
+        EngineError when the model file lacks one (the snapshot writer reports it)."""
+        self.engine.require(self.model, names)
+        return self.engine.run(self.model, self.ids, outputs=tuple(names))
+
+    def output_data(self, name: str) -> ColumnDataSource:
+        """One named output, flattened float32 in its own axis order, embedded once however
+        many lessons read it (source ``output-<name>``, column ``values``)."""
+        key = f"output:{name}"
+        if key not in self.shared:
+            values = getattr(self.outputs(name), name)
+            self.shared[key] = ColumnDataSource(
+                data=dict(values=np.ascontiguousarray(values, dtype=np.float32).ravel()),
+                name=f"output-{name}",
+            )
+        return self.shared[key]
+
     def vocabulary(self) -> ColumnDataSource:
         """Readable text of every token id (``label[id]``), embedded once for all lessons."""
         if "vocab" not in self.shared:
