@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from dashboard.views import registry
 from export.snapshot import export_snapshot
@@ -81,6 +82,9 @@ FIGURE = {
     "bpe": "bpe-vocab",
     "precision": "precision-ranges",
     "recipes": "recipes-loss",
+    "residual": "residual-norms",
+    "qkv": "qkv-q",
+    "ffn": "ffn-neurons",
 }
 
 
@@ -120,9 +124,25 @@ def tap_precision(page):
     assert page.evaluate(f"() => ({URL_OF})().get('value')").startswith("-")
 
 
+def tap_residual(page):
+    page.locator(".residual-site button").filter(has_text="ln_f").tap()
+    page.wait_for_function(f"() => ({URL_OF})().get('norm') === 'final'")
+
+
 def tap_recipes(page):
     page.locator(".recipes-bucket button").filter(has_text=re.compile(r"^8$")).tap()
     page.wait_for_function(f"() => ({URL_OF})().get('bucket') === '8'")
+
+
+def tap_ffn(page):
+    page.locator(".ffn-layer button").filter(has_text=re.compile(r"^2$")).tap()
+    page.wait_for_function(f"() => ({URL_OF})().get('layer') === '2'")
+
+
+def tap_qkv(page):
+    page.locator(".chip").nth(3).tap()  # that token becomes the query of the dot product
+    page.wait_for_function(f"() => ({URL_OF})().get('q') === '3'")
+    expect(page.locator(".qkv-dot-text")).to_contain_text("Query 3:")
 
 
 TAPS = {
@@ -132,6 +152,9 @@ TAPS = {
     "bpe": tap_bpe,
     "precision": tap_precision,
     "recipes": tap_recipes,
+    "residual": tap_residual,
+    "qkv": tap_qkv,
+    "ffn": tap_ffn,
 }
 
 

@@ -220,6 +220,16 @@ LESSON_PLOTS = {
     "bpe": ["bpe-compression", "bpe-vocab"],
     "precision": ["precision-ranges", "precision-density-figure"],
     "recipes": ["recipes-loss"],
+    "residual": [
+        "residual-norms",
+        "residual-added",
+        "residual-cosine",
+        "residual-steps",
+        "residual-loss",
+        "residual-init-grads",
+    ],
+    "qkv": ["qkv-embed", "qkv-q", "qkv-k", "qkv-v", "qkv-heads", "qkv-dot"],
+    "ffn": ["ffn-neurons", "ffn-hist", "ffn-curves", "ffn-diff", "ffn-surface"],
 }
 ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "attention": ["heatmap", "grid"],
@@ -228,6 +238,9 @@ ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "bpe": LESSON_PLOTS["bpe"],
     "precision": LESSON_PLOTS["precision"],
     "recipes": LESSON_PLOTS["recipes"],
+    "residual": ["residual-norms"],
+    "qkv": ["qkv-embed"],
+    "ffn": ["ffn-neurons"],
 }
 READY = {"attention": "heatmap-labels", "mask": "mask-probs-labels", "sampling": "sampling-bars"}
 

@@ -34,6 +34,8 @@ def other_value(p: param.Parameter, default):
     """A valid value of ``p`` that is not its default (small: it must fit a short text)."""
     if isinstance(p, param.Selector):
         return next(o for o in p.objects if o != default)
+    if isinstance(p, param.String):  # free text: one more word of the same kind
+        return f"{default} {default.split()[-1]}"
     if isinstance(p, param.Boolean):
         return not default
     if isinstance(p, param.Integer):

@@ -2,7 +2,7 @@
 one lesson module here (its view, its snapshot form, its options, its "what you see" text),
 and one ``register`` line below (see :mod:`dashboard.views.registry`)."""
 
-from dashboard.views import attention, bpe, mask, precision, recipes, sampling
+from dashboard.views import attention, bpe, ffn, mask, precision, qkv, recipes, residual, sampling
 from dashboard.views.registry import LESSONS, Lesson, LessonView, register
 
 register("bpe", "BPE tokenizer", "Tokens", bpe.BpeLesson, bpe.snapshot, about=bpe.ABOUT)
@@ -23,6 +23,31 @@ register(
     mask.snapshot,
     about=mask.ABOUT,
     options=mask.MaskOptions,
+)
+register(
+    "qkv",
+    "Embeddings, Q, K and V",
+    "Inside a block",
+    qkv.QkvLesson,
+    qkv.snapshot,
+    about=qkv.ABOUT,
+)
+register(
+    "residual",
+    "The residual stream and norms",
+    "Inside a block",
+    residual.ResidualLesson,
+    residual.snapshot,
+    about=residual.ABOUT,
+    options=residual.ResidualOptions,
+)
+register(
+    "ffn",
+    "The feed-forward network",
+    "Inside a block",
+    ffn.FfnLesson,
+    ffn.snapshot,
+    about=ffn.ABOUT,
 )
 register(
     "sampling",

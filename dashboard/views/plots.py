@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from bokeh.core.properties import without_property_validation
-from bokeh.events import Tap
+from bokeh.events import DoubleTap, Tap
 from bokeh.models import (
     ColorBar,
     ColumnDataSource,
@@ -720,4 +720,165 @@ class BarPlot:
         self.figure.title.text = title
         self.source.data = dict(
             x=list(range(n)), top=row.tolist(), label=list(labels), color=colors
+        )
+
+
+class RowMatrix:
+    """Rows of vectors as one image glyph: a row label per row (tokens, or the names of the
+    steps), the vector's dimensions across, a diverging colour scale around 0 (± the largest
+    |value| shown), outlines on the selected rows, and vertical rules (``splits``, e.g. where
+    one head's columns end and the next one's begin)."""
+
+    def __init__(
+        self, style: PlotStyle, width: int, height: int, title: str = "", name: str = "",
+        x_label: str = "dimension",
+    ):  # fmt: skip
+        self.style = style
+        self.width, self.height = width, height
+        self.labels = ColumnDataSource(data=dict(label=[]), name=f"{name}-labels" if name else None)
+        self.source = ColumnDataSource(
+            data=dict(image=[np.zeros((1, 1), np.float32)], x=[-0.5], y=[-0.5], dw=[1], dh=[1]),
+            name=f"{name}-image" if name else None,
+        )
+        self.selection = ColumnDataSource(data=dict(x=[], y=[], w=[], h=[]))
+        self.splits = ColumnDataSource(data=dict(x=[], y0=[], y1=[]))
+        self.mapper = LinearColorMapper(palette=SCORE_PALETTE, low=-1, high=1, nan_color=style.nan)
+        fig = styled_figure(
+            style,
+            width,
+            height,
+            title,
+            x_range=Range1d(-0.5, 0.5),
+            y_range=Range1d(0.5, -0.5),  # the first row at the top
+            name=name or None,
+        )
+        fig.xaxis.axis_label = x_label
+        title_over_axis(fig)
+        self.glyph = image_with_outline(
+            fig, self.source, self.mapper, self.selection, style, 4 if style.classroom else 2
+        )
+        fig.segment(
+            x0="x", x1="x", y0="y0", y1="y1", source=self.splits,
+            line_color=style.text, line_width=2 if style.classroom else 1,
+        )  # fmt: skip
+        fig.yaxis.major_label_policy = NoOverlap(min_distance=-LABEL_OVERLAP)
+        fig.add_tools(
+            HoverTool(
+                renderers=[self.glyph],
+                tooltips=[
+                    ("row", "$y{custom}"),
+                    ("dimension", "$x{0}"),
+                    ("value", "@image{0.0000}"),
+                ],
+                formatters={"$y": _label_hover(self.labels)},
+            )
+        )
+        fig.add_layout(
+            ColorBar(
+                color_mapper=self.mapper,
+                major_label_text_font_size=style.tick,
+                major_label_text_color=style.text,
+                background_fill_color=style.background,
+                width=28 if style.classroom else 14,
+                padding=4,
+            ),
+            "right",
+        )
+        self.figure = fig
+
+    def on_tap(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(row)`` when a row is clicked."""
+
+        def _tap(event: Tap) -> None:
+            n = len(self.labels.data["label"])
+            if event.y is not None and 0 <= int(round(event.y)) < n:
+                callback(int(round(event.y)))
+
+        self.figure.on_event(Tap, _tap)
+        self.figure.on_event(DoubleTap, _tap)  # two quick clicks on two rows are two picks
+
+    @fast
+    def update(
+        self,
+        matrix: np.ndarray,
+        labels: Sequence[str],
+        selected: Sequence[int] = (),
+        title: str | None = None,
+        splits: Sequence[float] = (),
+    ) -> None:
+        """Show ``matrix`` (rows × dimensions) with a label per row."""
+        matrix = np.asarray(matrix, dtype=np.float64)
+        rows, cols = matrix.shape
+        top = float(np.abs(matrix[np.isfinite(matrix)]).max()) if np.isfinite(matrix).any() else 1
+        self.mapper.update(low=-(top or 1.0), high=top or 1.0)
+        ticks = thinned_ticks(rows, self.height - (200 if self.style.classroom else 100),
+                              self.style.px_per_label)  # fmt: skip
+        set_ticks(self.figure.yaxis[0], ticks)
+        self.figure.yaxis.major_label_overrides = {
+            i: tick_label(labels[i], self.style) for i in ticks
+        }
+        set_ticks(self.figure.xaxis[0], [c for c in (0, cols // 2, cols - 1) if c < cols])
+        self.figure.x_range.update(start=-0.5, end=cols - 0.5)
+        self.figure.y_range.update(start=rows - 0.5, end=-0.5)
+        if title is not None:
+            self.figure.title.text = title
+        self.labels.data = dict(label=list(labels))
+        self.source.data = dict(image=[_clean(matrix)], x=[-0.5], y=[-0.5], dw=[cols], dh=[rows])
+        self.splits.data = dict(
+            x=list(splits), y0=[-0.5] * len(splits), y1=[rows - 0.5] * len(splits)
+        )
+        self.select(selected, cols)
+
+    @fast
+    def select(self, rows: Sequence[int], cols: int | None = None) -> None:
+        """Outline the given rows."""
+        if cols is None:
+            cols = int(self.source.data["dw"][0])
+        self.selection.data = dict(
+            x=[(cols - 1) / 2] * len(rows), y=list(rows), w=[cols] * len(rows), h=[1] * len(rows)
+        )
+
+
+class SignedBars:
+    """Signed values as bars around 0 (positive and negative in two colours), e.g. the terms
+    of one dot product; the y range fits the values."""
+
+    def __init__(self, style: PlotStyle, width: int, height: int, title: str = "", name: str = "",
+                 x_label: str = "", y_label: str = ""):  # fmt: skip
+        self.style = style
+        self.source = ColumnDataSource(
+            data=dict(x=[], top=[], color=[]), name=f"{name}-bars" if name else None
+        )
+        fig = styled_figure(
+            style, width, height, title, x_range=Range1d(-0.5, 0.5), y_range=Range1d(-1, 1),
+            name=name or None,
+        )  # fmt: skip
+        fig.xaxis.axis_label = x_label
+        fig.yaxis.axis_label = y_label
+        fig.ygrid.visible = True
+        fig.ygrid.grid_line_color = style.muted
+        fig.ygrid.grid_line_alpha = 0.3
+        bars = fig.vbar(x="x", top="top", width=0.8, color="color", source=self.source)
+        fig.add_tools(
+            HoverTool(renderers=[bars], tooltips=[("dimension", "@x"), ("value", "@top{0.0000}")])
+        )
+        self.figure = fig
+
+    def colors(self) -> tuple[str, str]:
+        """(positive, negative) bar colours."""
+        return ("#e4572e", "#4c78a8") if not self.style.classroom else ("#ff8a65", "#6fa8dc")
+
+    @fast
+    def update(self, values: np.ndarray, title: str | None = None) -> None:
+        values = np.asarray(values, dtype=np.float64)
+        pos, neg = self.colors()
+        top = float(np.abs(values).max()) if len(values) else 1.0
+        self.figure.x_range.update(start=-0.5, end=len(values) - 0.5)
+        self.figure.y_range.update(start=-1.1 * (top or 1), end=1.1 * (top or 1))
+        if title is not None:
+            self.figure.title.text = title
+        self.source.data = dict(
+            x=list(range(len(values))),
+            top=values.tolist(),
+            color=[pos if v >= 0 else neg for v in values],
         )
