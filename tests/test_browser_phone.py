@@ -84,6 +84,7 @@ FIGURE = {
     "recipes": "recipes-loss",
     "residual": "residual-norms",
     "qkv": "qkv-q",
+    "positions": "positions-rope-pair",
     "ffn": "ffn-neurons",
 }
 
@@ -145,6 +146,13 @@ def tap_qkv(page):
     expect(page.locator(".qkv-dot-text")).to_contain_text("Query 3:")
 
 
+def tap_positions(page):
+    page.locator(".positions-alibi-heads input").fill("6")
+    page.locator(".positions-alibi-heads input").press("Enter")
+    page.wait_for_function(f"() => ({URL_OF})().get('alibi') === '6'")
+    expect(page.locator(".positions-slopes-box")).to_contain_text("6 is not a power of two")
+
+
 TAPS = {
     "attention": tap_attention,
     "mask": tap_mask,
@@ -154,6 +162,7 @@ TAPS = {
     "recipes": tap_recipes,
     "residual": tap_residual,
     "qkv": tap_qkv,
+    "positions": tap_positions,
     "ffn": tap_ffn,
 }
 

@@ -229,6 +229,17 @@ LESSON_PLOTS = {
         "residual-init-grads",
     ],
     "qkv": ["qkv-embed", "qkv-q", "qkv-k", "qkv-v", "qkv-heads", "qkv-dot"],
+    "positions": [
+        "positions-sinusoid",
+        "positions-distance",
+        "positions-learned",
+        "positions-pca",
+        "positions-rope-pair",
+        "positions-rope-waves",
+        "positions-alibi-bias",
+        "positions-alibi-probs",
+        "positions-loss",
+    ],
     "ffn": ["ffn-neurons", "ffn-hist", "ffn-curves", "ffn-diff", "ffn-surface"],
 }
 ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
@@ -240,6 +251,7 @@ ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "recipes": LESSON_PLOTS["recipes"],
     "residual": ["residual-norms"],
     "qkv": ["qkv-embed"],
+    "positions": ["positions-sinusoid"],
     "ffn": ["ffn-neurons"],
 }
 READY = {"attention": "heatmap-labels", "mask": "mask-probs-labels", "sampling": "sampling-bars"}

@@ -2,7 +2,18 @@
 one lesson module here (its view, its snapshot form, its options, its "what you see" text),
 and one ``register`` line below (see :mod:`dashboard.views.registry`)."""
 
-from dashboard.views import attention, bpe, ffn, mask, precision, qkv, recipes, residual, sampling
+from dashboard.views import (
+    attention,
+    bpe,
+    ffn,
+    mask,
+    positions,
+    precision,
+    qkv,
+    recipes,
+    residual,
+    sampling,
+)
 from dashboard.views.registry import LESSONS, Lesson, LessonView, register
 
 register("bpe", "BPE tokenizer", "Tokens", bpe.BpeLesson, bpe.snapshot, about=bpe.ABOUT)
@@ -48,6 +59,15 @@ register(
     ffn.FfnLesson,
     ffn.snapshot,
     about=ffn.ABOUT,
+)
+register(
+    "positions",
+    "Positions",
+    "Positions",
+    positions.PositionsLesson,
+    positions.snapshot,
+    about=positions.ABOUT,
+    options=positions.PositionsOptions,
 )
 register(
     "sampling",

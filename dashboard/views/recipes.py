@@ -194,12 +194,13 @@ def label_height(data: dict[str, dict]) -> float:
     return max((max(d["loss"]) for d in data.values() if d["loss"]), default=0.0)
 
 
-def loss_figure(style: PlotStyle, lines: list[R.PositionLoss], width: int):
+def loss_figure(style: PlotStyle, lines: list[R.PositionLoss], width: int, prefix: str = "recipes"):
     """The chart, in both homes: one line per model, the trained length as a dashed line.
-    Returns the figure and each model's source (name ``recipes-line-<model>``)."""
+    Returns the figure and each model's source (name ``<prefix>-line-<model>``; the
+    positions lesson draws it too, under its own prefix)."""
     w, h = SIZE[style.classroom]
     fig = styled_figure(
-        style, w, h, CHART_TITLE, name="recipes-loss", x_axis_label="position in the window"
+        style, w, h, CHART_TITLE, name=f"{prefix}-loss", x_axis_label="position in the window"
     )
     fig.yaxis.axis_label = "loss (nats)"
     # few ticks: on a phone the chart scales down to a third of its height and more crowd
@@ -209,7 +210,7 @@ def loss_figure(style: PlotStyle, lines: list[R.PositionLoss], width: int):
     data = bucketed(lines, width)
     sources, items = {}, []
     for i, p in enumerate(lines):
-        src = ColumnDataSource(data=data[p.model], name=f"recipes-line-{p.model}")
+        src = ColumnDataSource(data=data[p.model], name=f"{prefix}-line-{p.model}")
         color = COLORS[i % len(COLORS)]
         lw = 4 if style.classroom else 2
         r = fig.line("x", "loss", source=src, line_width=lw, color=color)
@@ -226,7 +227,7 @@ def loss_figure(style: PlotStyle, lines: list[R.PositionLoss], width: int):
                 line_dash="dashed",
                 line_color=style.muted,
                 line_width=2,
-                name="recipes-block",
+                name=f"{prefix}-block",
             )
         )
         # at the top of the frame (label_height), where no line is just past the block: the
@@ -239,7 +240,7 @@ def loss_figure(style: PlotStyle, lines: list[R.PositionLoss], width: int):
                 text="trained length",
                 text_color=style.muted,
                 text_font_size=style.tick,
-                name="recipes-block-label",
+                name=f"{prefix}-block-label",
             )
         )
         fig.x_range.start, fig.x_range.end = -1, max(len(p.loss) for p in lines)
