@@ -65,6 +65,7 @@ test: $(VENV)/.dev chromium
 bench: $(VENV)/.dev
 	$(PY) -m benchmarks.bench_runtime
 	$(PY) -m benchmarks.bench_kv_cache
+	$(PY) -m benchmarks.bench_tiles
 	$(PY) -m benchmarks.bench_bpe
 	$(PY) -m benchmarks.bench_browser
 	$(PY) -m benchmarks.bench_snapshot

@@ -85,6 +85,7 @@ FIGURE = {
     "residual": "residual-norms",
     "qkv": "qkv-q",
     "positions": "positions-rope-pair",
+    "tiles": "tiles-probs",
     "ffn": "ffn-neurons",
 }
 
@@ -153,6 +154,12 @@ def tap_positions(page):
     expect(page.locator(".positions-slopes-box")).to_contain_text("6 is not a power of two")
 
 
+def tap_tiles(page):
+    page.get_by_role("button", name="Next ▶").tap()
+    page.wait_for_function(f"() => ({URL_OF})().get('step') === '1'")
+    expect(page.locator(".tiles-step")).to_contain_text("step 2 of")
+
+
 TAPS = {
     "attention": tap_attention,
     "mask": tap_mask,
@@ -163,6 +170,7 @@ TAPS = {
     "residual": tap_residual,
     "qkv": tap_qkv,
     "positions": tap_positions,
+    "tiles": tap_tiles,
     "ffn": tap_ffn,
 }
 

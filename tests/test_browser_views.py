@@ -241,6 +241,7 @@ LESSON_PLOTS = {
         "positions-loss",
     ],
     "ffn": ["ffn-neurons", "ffn-hist", "ffn-curves", "ffn-diff", "ffn-surface"],
+    "tiles": ["tiles-probs", "tiles-output"],
 }
 ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "attention": ["heatmap", "grid"],
@@ -251,6 +252,7 @@ ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "recipes": LESSON_PLOTS["recipes"],
     "residual": ["residual-norms"],
     "qkv": ["qkv-embed"],
+    "tiles": ["tiles-probs"],
     "positions": ["positions-sinusoid"],
     "ffn": ["ffn-neurons"],
 }

@@ -13,6 +13,7 @@ from dashboard.views import (
     recipes,
     residual,
     sampling,
+    tiles,
 )
 from dashboard.views.registry import LESSONS, Lesson, LessonView, register
 
@@ -68,6 +69,15 @@ register(
     positions.snapshot,
     about=positions.ABOUT,
     options=positions.PositionsOptions,
+)
+register(
+    "tiles",
+    "FlashAttention's tiles",
+    "Scale",
+    tiles.TilesLesson,
+    tiles.snapshot,
+    about=tiles.ABOUT,
+    options=tiles.TilesOptions,
 )
 register(
     "sampling",
