@@ -95,7 +95,7 @@ def test_unwritable_output_leaves_nothing_behind(tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("not a folder")
     for out in (tmp_path / "missing" / "a.html", blocker / "a.html", tmp_path):
-        run = cli("--text", "hi", "--out", str(out))
+        run = cli("--text", "hi", "--lessons", "bpe", "--out", str(out))  # one lesson: quick
         assert run.returncode == 2, out
         assert run.stderr.startswith("error: cannot write") and run.stderr.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
