@@ -232,6 +232,7 @@ LESSON_PLOTS = {
     "positions": [
         "positions-sinusoid",
         "positions-distance",
+        "positions-sin-waves",
         "positions-learned",
         "positions-pca",
         "positions-rope-pair",

@@ -83,3 +83,13 @@ def test_the_learned_table_is_anatomy_gpts(engine):
         view._f.learned.source.data["image"][0], (wpe @ wpe.T) / np.outer(norms, norms), atol=1e-6
     )
     assert view._f.pca is not None
+
+
+def test_the_sinusoidal_wavelength_of_every_pair(engine):
+    _, view = _view(engine)
+    (line,) = view._f.sin_waves.renderers
+    x, y = np.asarray(line.data_source.data["x"]), np.asarray(line.data_source.data["y"])
+    d = 128
+    np.testing.assert_array_equal(x, np.arange(d // 2))
+    # the wavelength of sin(p / 10000^(2i/d)) in positions: one turn, 2π, over its frequency
+    np.testing.assert_allclose(y, [2 * np.pi * 10000 ** (2 * i / d) for i in range(d // 2)])

@@ -241,6 +241,20 @@ def image_with_outline(
     return glyph
 
 
+def colour_bar(fig, mapper, style: PlotStyle) -> ColorBar:
+    """The theme's colour bar for ``mapper``, on the right of ``fig``."""
+    bar = ColorBar(
+        color_mapper=mapper,
+        major_label_text_font_size=style.tick,
+        major_label_text_color=style.text,
+        background_fill_color=style.background,
+        width=28 if style.classroom else 14,
+        padding=4,
+    )
+    fig.add_layout(bar, "right")
+    return bar
+
+
 def _label_hover(labels: ColumnDataSource) -> CustomJSHover:
     """Formats a coordinate as the token label at that position (returned as plain text)."""
     return CustomJSHover(
@@ -402,15 +416,7 @@ class MatrixPlot:
         )
         fig.add_tools(hover)
         if colorbar:
-            self.colorbar = ColorBar(
-                color_mapper=self.mapper,
-                major_label_text_font_size=style.tick,
-                major_label_text_color=style.text,
-                background_fill_color=style.background,
-                width=28 if style.classroom else 14,
-                padding=4,
-            )
-            fig.add_layout(self.colorbar, "right")
+            self.colorbar = colour_bar(fig, self.mapper, style)
         self.figure = fig
 
     def on_tap(self, callback: Callable[[int, int], None]) -> None:
@@ -773,17 +779,7 @@ class RowMatrix:
                 formatters={"$y": _label_hover(self.labels)},
             )
         )
-        fig.add_layout(
-            ColorBar(
-                color_mapper=self.mapper,
-                major_label_text_font_size=style.tick,
-                major_label_text_color=style.text,
-                background_fill_color=style.background,
-                width=28 if style.classroom else 14,
-                padding=4,
-            ),
-            "right",
-        )
+        colour_bar(fig, self.mapper, style)
         self.figure = fig
 
     def on_tap(self, callback: Callable[[int], None]) -> None:

@@ -253,6 +253,19 @@ class Figures:
             "p₀ · p_Δ",
         )
         self.distance.line(np.arange(len(dots)), dots, line_width=lw, color=style.accent)
+        waves = P.wavelengths(d_model)
+        self.sin_waves = line_figure(
+            style,
+            "Sinusoidal wavelengths",
+            "positions-sin-waves",
+            "pair i (dimensions 2i, 2i + 1)",
+            "wavelength (positions)",
+            y_axis_type="log",
+        )
+        self.sin_waves.line(np.arange(len(waves)), waves, line_width=lw, color=style.accent)
+        self.sin_waves.add_tools(
+            HoverTool(tooltips=[("pair", "@x"), ("wavelength", "@y{0,0.0}")], mode="vline")
+        )
         self.learned = self.pca = None
         if learned is not None:
             cos = P.cosine_similarity_matrix(learned)
@@ -454,7 +467,12 @@ class PositionsLesson(LessonView):
         self._layout = pn.Column(
             self._message,
             text_pane(SECTION.format("Sinusoidal"), "detail"),
-            pn.FlexBox(bokeh(f.sinusoid.figure), bokeh(f.distance), sizing_mode="stretch_width"),
+            pn.FlexBox(
+                bokeh(f.sinusoid.figure),
+                bokeh(f.distance),
+                bokeh(f.sin_waves),
+                sizing_mode="stretch_width",
+            ),
             text_pane(
                 wavelength_text(int(s.config["n_embd"])), "explain", sizing_mode="stretch_width"
             ),
@@ -722,7 +740,7 @@ def snapshot(ctx: Context):
     learned = [figs.learned.figure, figs.pca] if figs.learned is not None else []
     return column(
         section("Sinusoidal"),
-        row(figs.sinusoid.figure, figs.distance),
+        row(figs.sinusoid.figure, figs.distance, figs.sin_waves),
         explain(wavelength_text(int(ctx.config["n_embd"]))),
         section("Learned"),
         row(*learned),
