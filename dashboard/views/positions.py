@@ -45,6 +45,7 @@ from dashboard.views.plots import (
 from dashboard.views.recipes import loss_figure, manifest_entries, positions_text
 from dashboard.views.registry import LessonView, Options, draws
 from dashboard.views.widgets import head_controls, labelled, text_pane, two_way
+from models.reading import read_text
 from models.runtime import EngineError
 
 ABOUT = (
@@ -572,8 +573,6 @@ class PositionsLesson(LessonView):
 def rope_reading_html(engine, model: str, text: str, layer: int, head: int, query: int, key: int):
     """The relative property on ``model``'s unrotated q and k of ``text`` (its own reading:
     the selected model may be another one)."""
-    from models.reading import read_text  # the RoPE model reads the same text itself
-
     r = read_text(engine, model, text)
     if not r.ok:
         return f"<p>{html.escape(r.message)}</p>"
@@ -734,7 +733,8 @@ def snapshot(ctx: Context):
             base=P.SINUSOIDAL_BASE,
         )
     )
-    past, _ = loss_figure(style, past_lines(engine), 16, prefix="positions")
+    lines = past_lines(engine)
+    past, _ = loss_figure(style, lines, 16, prefix="positions")
     section = lambda title: div(ctx, SECTION.format(title), "detail")  # noqa: E731
     explain = lambda text, name=None: div(ctx, text, "explain", name=name)  # noqa: E731
     learned = [figs.learned.figure, figs.pca] if figs.learned is not None else []
@@ -761,7 +761,7 @@ def snapshot(ctx: Context):
         explain(alibi_caption(n_head)),
         section("Past the trained length"),
         past,
-        explain(positions_text(past_lines(engine))),
+        explain(positions_text(lines)),
     )
 
 

@@ -20,6 +20,7 @@ import panel as pn
 import param
 from bokeh.layouts import column, row
 from bokeh.models import Button, ColumnDataSource, RadioButtonGroup
+from bokeh.transform import factor_cmap
 
 from dashboard.lessons import tiles as TL
 from dashboard.lessons.attention import heads_of, kv_head, mask_matrix
@@ -27,6 +28,7 @@ from dashboard.views.offline import Context, callback, div, index_buttons
 from dashboard.views.plots import PROB_PALETTE, MatrixPlot, PlotStyle, RowMatrix
 from dashboard.views.registry import LessonView, Options, draws
 from dashboard.views.widgets import choice_group, head_controls, labelled, text_pane
+from models.runtime import EngineError
 
 ABOUT = (
     "<b>What you see:</b> one head's attention computed the way FlashAttention does it: a "
@@ -103,8 +105,6 @@ class Figures:
         self.style = style
         self.probs = MatrixPlot(style, style.matrix, kind="probs", name="tiles-probs")
         self.rects = ColumnDataSource(data=tile_rects(1, 1, 1, 0, 0), name="tiles-rects")
-        from bokeh.transform import factor_cmap
-
         self.probs.figure.rect(
             "x",
             "y",
@@ -255,7 +255,7 @@ class TilesLesson(LessonView):
             return
         try:
             f = s.outputs(*OUTPUTS)
-        except Exception as err:  # EngineError: an old model file
+        except EngineError as err:  # an old model file without q, k, v
             self._message.object = f"<p>{html.escape(str(err))}</p>"
             self._message.visible = True
             return
