@@ -87,6 +87,7 @@ FIGURE = {
     "positions": "positions-rope-pair",
     "tiles": "tiles-probs",
     "ffn": "ffn-neurons",
+    "kv": "kv-diagram",
 }
 
 
@@ -160,6 +161,12 @@ def tap_tiles(page):
     expect(page.locator(".tiles-step")).to_contain_text("step 2 of")
 
 
+def tap_kv(page):
+    page.locator(".kv-share button").filter(has_text="MQA").tap()
+    page.wait_for_function(f"() => ({URL_OF})().get('kvs') === 'mqa'")
+    expect(page.locator(".kv-share-text")).to_contain_text("1 K/V head for")
+
+
 TAPS = {
     "attention": tap_attention,
     "mask": tap_mask,
@@ -172,6 +179,7 @@ TAPS = {
     "positions": tap_positions,
     "tiles": tap_tiles,
     "ffn": tap_ffn,
+    "kv": tap_kv,
 }
 
 

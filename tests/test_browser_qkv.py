@@ -20,7 +20,7 @@ from tests.browser_support import model_set, open_offline, record_errors, serve,
 pytestmark = pytest.mark.browser
 
 TEXT = "Return the value of the named attribute of object."
-ALL = ("q", "k", "v", "attn_heads", "attn_scores", "hidden")
+ALL = ("q", "k", "v", "attn_heads", "attn_scores", "attn_probs", "hidden")
 
 JS_IMAGE = """(n) => { for (const d of Bokeh.documents) { const m = d.get_model_by_name(n);
   if (m) { const a = m.data.image[0]; return {shape: a.shape, values: Array.from(a)}; } }
@@ -64,7 +64,14 @@ def _click_row(page, figure, row):
 
 
 def _score_text(f, layer, head, i, j) -> str:
-    return f"{float(f.attn_scores[layer, head, i, j]):.4f}"
+    """The pair's text with the model's own score and probability (the page computes both
+    from q and k: its weight must be the model's probability)."""
+    score, p = float(f.attn_scores[layer, head, i, j]), float(f.attn_probs[layer, head, i, j])
+    return (
+        f"it is {score:.4f}. Scored so against every key it may see, through the softmax, this "
+        f"key gets the weight {p:.4f}; the model's own attention probability for the pair: "
+        f"{p:.4f}, difference"
+    )
 
 
 # -- the dashboard ------------------------------------------------------------------------------
@@ -90,18 +97,18 @@ def test_the_dashboard_shows_the_models_q_k_v_and_a_click_picks_the_key(server, 
     heads = _image(page, "qkv-heads-image")
     np.testing.assert_array_equal(heads[1], f.attn_heads[2, :, t - 1].ravel())
     box = page.locator(".qkv-dot-text")
-    expect(box).to_contain_text(f"the attention lesson's q·k/√d): {_score_text(f, 2, 3, t - 1, 4)}")
+    expect(box).to_contain_text(_score_text(f, 2, 3, t - 1, 4))
     expect(page.locator(".qkv-share")).to_contain_text("reads key/value head 1")
     _click_row(page, "qkv-k", 7)  # a row of K: the key
     page.wait_for_function("() => new URL(location.href).searchParams.get('k') === '7'")
-    expect(box).to_contain_text(f"q·k/√d): {_score_text(f, 2, 3, t - 1, 7)}")
+    expect(box).to_contain_text(_score_text(f, 2, 3, t - 1, 7))
     _click_row(page, "qkv-q", 2)  # a row of Q: the query, and the key 7 follows it to 2
     page.wait_for_function("() => new URL(location.href).searchParams.get('q') === '2'")
     page.wait_for_function("() => new URL(location.href).searchParams.get('k') === '2'")
-    expect(box).to_contain_text(f"q·k/√d): {_score_text(f, 2, 3, 2, 2)}")
+    expect(box).to_contain_text(_score_text(f, 2, 3, 2, 2))
     _click_row(page, "qkv-k", 6)  # a key after the query: its score, then the mask
     expect(box).to_contain_text("The causal mask then removes this pair")
-    expect(box).to_contain_text(f"q·k/√d): {_score_text(f, 2, 3, 2, 6)}")
+    expect(box).to_contain_text(_score_text(f, 2, 3, 2, 6))
     assert page.errors == []
     page.close()
 
@@ -150,7 +157,7 @@ def test_a_click_on_a_row_of_k_gives_the_models_score(offline, engine):
     model_set(page, "qkv-head", "active", 1)
     _click_row(page, "qkv-k", 5)
     text = page.locator(".qkv-dot-text")
-    expect(text).to_contain_text(f"q·k/√d): {_score_text(f, 2, 1, len(ids) - 1, 5)}")
+    expect(text).to_contain_text(_score_text(f, 2, 1, len(ids) - 1, 5))
     bars = page.evaluate(
         "() => Array.from(Bokeh.documents[0].get_model_by_name('qkv-dot-bars').data.top)"
     )
@@ -158,8 +165,8 @@ def test_a_click_on_a_row_of_k_gives_the_models_score(offline, engine):
     want = f.q[2, 1, len(ids) - 1].astype(np.float64) * f.k[2, kv, 5].astype(np.float64)
     np.testing.assert_allclose(bars, want, rtol=1e-12)
     _click_row(page, "qkv-q", 3)  # the query moves before the key: the key follows it
-    expect(text).to_contain_text(f"q·k/√d): {_score_text(f, 2, 1, 3, 3)}")
+    expect(text).to_contain_text(_score_text(f, 2, 1, 3, 3))
     _click_row(page, "qkv-k", 5)  # a key after the query: its score, then the mask
     expect(text).to_contain_text("The causal mask then removes this pair")
-    expect(text).to_contain_text(f"q·k/√d): {_score_text(f, 2, 1, 3, 5)}")
+    expect(text).to_contain_text(_score_text(f, 2, 1, 3, 5))
     assert page.errors == []

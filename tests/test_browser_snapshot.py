@@ -137,10 +137,11 @@ def test_layer_and_head_change_the_heatmap(page, forward):
     np.testing.assert_array_equal(_image(page, "heatmap-image"), forward.attn_probs[2, 3])
     title = page.evaluate("() => Bokeh.documents[0].get_model_by_name('heatmap').title.text")
     assert title.startswith("Layer 2, head 3")
-    # the stages: scores as the model computed them, then the causal mask as -inf
+    # the stages: the scores (computed in the page from the embedded q and k: the model's to
+    # float32 rounding), then the causal mask as -inf
     _set(page, "attention-stage", "active", 0)
     scores = forward.attn_scores[2, 3]
-    np.testing.assert_array_equal(_image(page, "heatmap-image"), scores)
+    np.testing.assert_allclose(_image(page, "heatmap-image"), scores, rtol=1e-6, atol=1e-5)
     _set(page, "attention-stage", "active", 1)
     masked = _image(page, "heatmap-image")
     t = scores.shape[0]
@@ -455,7 +456,7 @@ def test_dashboard_button_downloads_the_current_state(browser, tmp_path, forward
     engine = Engine(STATIC_DIR)
     ids = engine.tokenizer(engine.default_model).encode(DEFAULT_TEXT)
     want = engine.run(engine.default_model, ids).attn_scores[2, 1]
-    np.testing.assert_array_equal(_image(page, "heatmap-image"), want)
+    np.testing.assert_allclose(_image(page, "heatmap-image"), want, rtol=1e-6, atol=1e-5)
     page.close()
 
 

@@ -244,6 +244,7 @@ LESSON_PLOTS = {
     "ffn": ["ffn-neurons", "ffn-hist", "ffn-curves", "ffn-diff", "ffn-surface"],
     "tiles": ["tiles-probs", "tiles-output"],
 }
+LESSON_PLOTS["kv"] = ["kv-diagram", *(f"kv-head-{h}" for h in range(4)), "kv-growth-fig"]
 ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "attention": ["heatmap", "grid"],
     "mask": LESSON_PLOTS["mask"],
@@ -256,6 +257,7 @@ ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "tiles": ["tiles-probs"],
     "positions": ["positions-sinusoid"],
     "ffn": ["ffn-neurons"],
+    "kv": ["kv-diagram"],
 }
 READY = {"attention": "heatmap-labels", "mask": "mask-probs-labels", "sampling": "sampling-bars"}
 

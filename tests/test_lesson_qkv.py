@@ -95,6 +95,23 @@ def test_one_dot_product_lands_on_the_models_score(engine, model):
 
 
 @pytest.mark.parametrize("model", MODELS)
+def test_a_pairs_weight_from_q_and_k_is_the_models_probability(engine, model):
+    ids, f, _, cfg = _read(engine, model)
+    n_head, n_kv, t = cfg["n_head"], cfg["n_kv_head"] or cfg["n_head"], len(ids)
+    for layer, head in [(0, 0), (2, 3), (3, 1)]:
+        kv = kv_head(head, n_head, n_kv)
+        q = torch.from_numpy(np.array(f.q[layer, head], dtype=np.float64))
+        k = torch.from_numpy(np.array(f.k[layer, kv], dtype=np.float64))
+        causal = torch.ones(t, t, dtype=torch.bool).tril()
+        want = torch.softmax((q @ k.T / np.sqrt(q.shape[1])).masked_fill(~causal, -np.inf), -1)
+        for i in range(t):
+            for j in range(t):
+                got = qkv.pair_weight(f.q[layer, head, i], f.k[layer, kv], i, j)
+                assert got == pytest.approx(float(want[i, j]), abs=1e-12)
+                assert got == pytest.approx(float(f.attn_probs[layer, head, i, j]), abs=1e-6)
+
+
+@pytest.mark.parametrize("model", MODELS)
 def test_a_heads_output_is_its_probabilities_over_the_values(engine, model):
     ids, f, _, cfg = _read(engine, model)
     n_head, n_kv = cfg["n_head"], cfg["n_kv_head"] or cfg["n_head"]
@@ -143,8 +160,11 @@ def test_the_view_draws_the_selected_head_and_pair(engine):
     np.testing.assert_array_equal(figs.k.source.data["image"][0], f.k[1, 1])  # 2 reads K/V 1
     np.testing.assert_array_equal(figs.v.source.data["image"][0], f.v[1, 1])
     assert figs.q.selection.data["y"] == [9] and figs.k.selection.data["y"] == [3]
-    want = f"{float(f.attn_scores[1, 2, 9, 3]):.4f}"
-    assert f"(the attention lesson's q·k/√d): <b class='num'>{want}</b>" in view._dot_text.object
+    score, p = float(f.attn_scores[1, 2, 9, 3]), float(f.attn_probs[1, 2, 9, 3])
+    text = view._dot_text.object
+    assert f"it is <b class='num'>{score:.4f}</b>" in text
+    assert f"gets the weight <b class='num'>{p:.4f}</b>" in text
+    assert f"for the pair: <b class='num'>{p:.4f}</b>" in text
     assert "shares with head 3" in view._share.object
     assert "RoPE" in view._embed_note.object
     state.param.update(head=0, key=9)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dashboard.lessons.attention import heads_of
+from dashboard.lessons.attention import heads_of, softmax
 from dashboard.lessons.norms import layer_norm, rms_norm
 
 ROPE_NOTE = (
@@ -92,6 +92,17 @@ def dot_product(q: np.ndarray, k: np.ndarray) -> DotProduct:
     total = float(products.sum())
     scale = math.sqrt(len(q))
     return DotProduct(products, total, scale, total / scale)
+
+
+def pair_weight(q_row: np.ndarray, k: np.ndarray, query: int, key: int) -> float:
+    """The attention weight of ``key`` for query ``query`` from its scores against every key
+    it may see (``k`` is one K/V head's keys, T × d): the causal softmax of q·k/√d over keys
+    0..query (float64); 0 for a key after the query, which the mask removes."""
+    if key > query:
+        return 0.0
+    q = np.asarray(q_row, dtype=np.float64)
+    scores = np.asarray(k[: query + 1], dtype=np.float64) @ q / math.sqrt(len(q))
+    return float(softmax(scores)[key])
 
 
 def head_output(probs_row: np.ndarray, v: np.ndarray) -> np.ndarray:

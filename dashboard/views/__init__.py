@@ -6,6 +6,7 @@ from dashboard.views import (
     attention,
     bpe,
     ffn,
+    kvcache,
     mask,
     positions,
     precision,
@@ -69,6 +70,15 @@ register(
     positions.snapshot,
     about=positions.ABOUT,
     options=positions.PositionsOptions,
+)
+register(
+    "kv",
+    "K/V heads and the cache",
+    "Scale",
+    kvcache.KvLesson,
+    kvcache.snapshot,
+    about=kvcache.ABOUT,
+    options=kvcache.KvOptions,
 )
 register(
     "tiles",

@@ -35,6 +35,8 @@ from dashboard.views.plots import (
 from dashboard.views.registry import LessonView, Options, draws
 from dashboard.views.widgets import choice_group, head_controls, labelled, text_pane
 
+JS = ("scores", "attention")  # the scores' kernel, then the lesson's page code
+
 ABOUT = (
     "<b>What you see:</b> how one attention head spreads each token's attention over the "
     "tokens before it: its scores q·k/√d, the scores after the causal mask, and the "
@@ -257,6 +259,7 @@ def snapshot(ctx: Context):
 
     args = dict(
         data=ctx.attention_data(),
+        **ctx.scores_args(),
         L=n_layer,
         H=n_head,
         T=t,
@@ -289,12 +292,12 @@ def snapshot(ctx: Context):
         row_t=TOP_ROW,
         bar_color="#6fa8dc" if style.classroom else "#4c78a8",
     )
-    redraw = callback("attention", "draw()", **args)
+    redraw = callback(JS, "draw()", **args)
     for widget in (layer, head, stage):
         widget.js_on_change("active", redraw)
-    heatmap.figure.js_on_event("tap", callback("attention", "tap_heatmap(cb_obj)", **args))
-    grid.figure.js_on_event("tap", callback("attention", "tap_grid(cb_obj)", **args))
-    ctx.on_ready(callback("attention", "draw_grid(); draw()", **args))  # the first detail text
+    heatmap.figure.js_on_event("tap", callback(JS, "tap_heatmap(cb_obj)", **args))
+    grid.figure.js_on_event("tap", callback(JS, "tap_grid(cb_obj)", **args))
+    ctx.on_ready(callback(JS, "draw_grid(); draw()", **args))  # the first detail text
     # comes from the same code as every later one
 
     caption = div(

@@ -305,6 +305,7 @@ def snapshot(ctx: Context):
     story = div(ctx, "", "explain", name="mask-story")
     args = dict(
         data=ctx.attention_data(),
+        **ctx.scores_args(),
         L=n_layer,
         H=n_head,
         T=t,
@@ -330,7 +331,7 @@ def snapshot(ctx: Context):
         scores_mapper=plots["scores"].mapper,
         shared_bar=style.classroom,
     )
-    redraw = callback("mask", "draw()", **args)
+    redraw = callback(("scores", "mask"), "draw()", **args)
     for widget in (layer, head, kind, fill):
         widget.js_on_change("active", redraw)
     for widget in (win, pad):

@@ -89,18 +89,26 @@ class Context:
         return self.query if k is None else min(max(int(k), 0), self.query)
 
     def attention_data(self) -> ColumnDataSource:
-        """The model's scaled scores and probabilities, flattened (layer, head, query, key),
-        float32: embedded once even when two lessons draw them."""
+        """The model's attention probabilities, flattened (layer, head, query, key), float32:
+        embedded once even when two lessons draw them. Its scaled scores are computed in the
+        page from q and k (``model_scores`` of js/scores.js, with :meth:`scores_args`)."""
         if "attention" not in self.shared:
-            f = self.forward
+            probs = np.ascontiguousarray(self.forward.attn_probs, dtype=np.float32).ravel()
             self.shared["attention"] = ColumnDataSource(
-                data=dict(
-                    scores=np.ascontiguousarray(f.attn_scores, dtype=np.float32).ravel(),
-                    probs=np.ascontiguousarray(f.attn_probs, dtype=np.float32).ravel(),
-                ),
-                name="attention-data",
+                data=dict(probs=probs), name="attention-data"
             )
         return self.shared["attention"]
+
+    def scores_args(self) -> dict:
+        """The callback arguments js/scores.js computes the model's scaled scores from: the
+        embedded q and k (shared with the lessons that draw them) and their shape."""
+        f = self.outputs("q", "k")
+        n_layer, n_head, t, d = f.q.shape
+        return dict(
+            att_q=self.output_data("q"),
+            att_k=self.output_data("k"),
+            att_shape=dict(L=n_layer, H=n_head, KV=int(f.k.shape[1]), T=t, d=d),
+        )
 
     def outputs(self, *names: str) -> Forward:
         """The reading's forward pass with the named outputs (models.contract); raises

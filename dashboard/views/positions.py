@@ -690,9 +690,10 @@ def snapshot(ctx: Context):
         bias, probs, f.attn_scores[layer.active], ctx.labels, head.active, ctx.query, ctx.key
     )
     what_if = callback(
-        "positions",
+        ("scores", "positions"),
         "draw_alibi()",
         data=ctx.attention_data(),
+        **ctx.scores_args(),
         layer=layer,
         head=head,
         L=n_layer,

@@ -48,8 +48,9 @@ DOT_SIZE = {False: (520, 260), True: (700, 380)}
 DOT = (
     "<p>Query <b class='tok'>{query}</b> · key <b class='tok'>{key}</b>, layer {layer}, "
     "head {head}: the sum of the {d} products is q·k = <b class='num'>{total}</b>; "
-    "divided by √{d} = {scale} it is <b class='num'>{score}</b>. The model's own score "
-    "for this pair (the attention lesson's q·k/√d): <b class='num'>{model}</b>, "
+    "divided by √{d} = {scale} it is <b class='num'>{score}</b>. Scored so against every key "
+    "it may see, through the softmax, this key gets the weight <b class='num'>{weight}</b>; "
+    "the model's own attention probability for the pair: <b class='num'>{model}</b>, "
     "difference {diff}.{masked}</p>"
 )
 MASKED = " The causal mask then removes this pair (the key comes after the query)."
@@ -86,8 +87,9 @@ def sharing_note(config: dict, head: int) -> str:
     )
 
 
-def dot_html(labels, layer, head, query, key, d: Q.DotProduct, model_score: float) -> str:
-    """The selected pair's sum and score beside the model's (HTML)."""
+def dot_html(labels, layer, head, query, key, d: Q.DotProduct, weight: float, model_prob):
+    """The selected pair's sum, score and attention weight beside the model's probability
+    (HTML)."""
     return DOT.format(
         query=html.escape(labels[query]),
         key=html.escape(labels[key]),
@@ -97,10 +99,20 @@ def dot_html(labels, layer, head, query, key, d: Q.DotProduct, model_score: floa
         total=f"{d.total:.4f}",
         scale=f"{d.scale:.4f}",
         score=f"{d.score:.4f}",
-        model=f"{model_score:.4f}",
-        diff=f"{abs(d.score - model_score):.1e}",
+        weight=f"{weight:.4f}",
+        model=f"{model_prob:.4f}",
+        diff=f"{abs(weight - model_prob):.1e}",
         masked=MASKED if key > query else "",
     )
+
+
+def pair_html(labels, cfg, f, forward, layer, head, query, key, dp) -> str:
+    """:func:`dot_html` of the pair, its weight computed from the model's q and k (both
+    homes: the snapshot embeds no scores, so the check is against the probabilities)."""
+    kv = kv_head(head, *heads_of(cfg))
+    weight = Q.pair_weight(f.q[layer, head, query], f.k[layer, kv], query, key)
+    model = float(forward.attn_probs[layer, head, query, key])
+    return dot_html(labels, layer, head, query, key, dp, weight, model)
 
 
 class Figures:
@@ -222,8 +234,7 @@ class QkvLesson(LessonView):
         query, key = min(s.query, s.n_tokens - 1), min(s.key, s.n_tokens - 1)
         hidden0 = s.forward.hidden[0]
         dp = self._f.draw(s.labels, s.ids, cfg, weights, hidden0, f, layer, head, query, key)
-        score = float(s.forward.attn_scores[layer, head, query, key])
-        self._dot_text.object = dot_html(s.labels, layer, head, query, key, dp, score)
+        self._dot_text.object = pair_html(s.labels, cfg, f, s.forward, layer, head, query, key, dp)
         self._embed_note.object = embed_note(cfg)
         self._shapes.object = shapes_html(cfg, s.n_tokens)
         self._share.object = share_caption(cfg, head)
@@ -271,10 +282,9 @@ def snapshot(ctx: Context):
     dp = figs.draw(
         ctx.labels, ctx.ids, cfg, weights, hidden0, f, layer.active, head.active, query, key
     )
-    model_score = float(ctx.forward.attn_scores[layer.active, head.active, query, key])
     dot_text = div(
         ctx,
-        dot_html(ctx.labels, layer.active, head.active, query, key, dp, model_score),
+        pair_html(ctx.labels, cfg, f, ctx.forward, layer.active, head.active, query, key, dp),
         "pair",
         "qkv-dot-text",
         name="qkv-dot-text",

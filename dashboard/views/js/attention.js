@@ -1,5 +1,5 @@
 // The attention lesson: heatmap of one (layer, head) at a stage, the all-heads grid, and the
-// selected query's bars. Args: data {scores, probs} flattened (L, H, T, T); widgets layer,
+// selected query's bars. Args: data {probs} flattened (L, H, T, T) and the scores' (scores.js); widgets layer,
 // head, stage; the plots' sources (image, removed, selection, grid_sel, grid_meta, grid_src,
 // grid_removed, bars) and models.
 
@@ -10,7 +10,7 @@ function head_offset(l, h) {
 // The selected head's matrix at stage `st`, as float32 (what the image glyph draws).
 function stage_matrix(l, h, st) {
   const off = head_offset(l, h);
-  const sc = data.data.scores, pr = data.data.probs;
+  const sc = model_scores(data), pr = data.data.probs;
   const out = new Float32Array(T * T);
   for (let i = 0; i < T; i++) {
     for (let j = 0; j < T; j++) {
@@ -100,7 +100,7 @@ function draw_query() {
   bars.data = {x: xs, top: row, label: labels.slice(), color: colors};
   bars_fig.title.text = bar_titles[q];
   selection.data = {x: [(T - 1) / 2, k], y: [q, q], w: [T, 1], h: [1, 1]};
-  const score = data.data.scores[off + q * T + k];
+  const score = model_scores(data)[off + q * T + k];
   // lessons.attention.top_attended: the 5 likeliest keys, ties to the earlier one, p > 0
   const order = row.map((p, j) => j).sort((a, b) => row[b] - row[a] || a - b).slice(0, 5);
   let entropy = 0;

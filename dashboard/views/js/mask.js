@@ -15,7 +15,7 @@ function draw() {
   const f = fills[fill.active] === null ? -Infinity : fills[fill.active];
   win.visible = k === "sliding";
   pad.visible = k === "padding";
-  const off = (l * H + h) * T * T;
+  const off = (l * H + h) * T * T, scores = model_scores(data);
   const a_img = allowed_src.data.image[0], m_img = masked_src.data.image[0];
   const s_img = scores_src.data.image[0], p_img = probs_src.data.image[0];
   const gone = probs_removed.data.image[0];
@@ -26,7 +26,7 @@ function draw() {
     let any = false;
     for (let j = 0; j < T; j++) {
       const ok = allowed_at(k, i, j, w, p);
-      const s = data.data.scores[off + i * T + j];
+      const s = scores[off + i * T + j];
       row[j] = ok ? s : f;
       row_inf[j] = ok ? s : -Infinity;
       row_big[j] = ok ? s : -1e9;

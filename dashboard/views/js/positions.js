@@ -95,7 +95,7 @@ function show_matrix(plot, values, kind, title) {
 // and their softmax (positions.alibi_what_if)
 function draw_alibi() {
   const l = layer.active, h = head.active, slope = alibi_slopes(H)[h];
-  const off = (l * H + h) * T * T, scores = data.data.scores;
+  const off = (l * H + h) * T * T, scores = model_scores(data);
   const b = new Float64Array(T * T), p = new Float64Array(T * T);
   for (let i = 0; i < T; i++) {
     const row = new Float64Array(T);

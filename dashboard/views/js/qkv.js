@@ -1,5 +1,5 @@
 // The "Embeddings, Q, K and V" lesson, offline. Args: the model's outputs q (L, H, T, d),
-// k and v (L, KV, T, d) flattened, attention {scores, probs} (L, H, T, T), hidden (L + 1, T,
+// k and v (L, KV, T, d) flattened, attention {probs} (L, H, T, T), hidden (L + 1, T,
 // C), embed {token, position, normed} (T, C) each (position zeros, has_position false: RoPE); the sizes L, H, KV, T, d, C; the widgets layer and
 // head; picked {query, key}; the figures' sources, mappers and selections; the texts' slots
 // and templates (views/qkv.py).
@@ -93,12 +93,20 @@ function draw() {
     x: Array.from(dp.products, (_, c) => c), top: Array.from(dp.products),
     color: Array.from(dp.products, (x) => (x >= 0 ? colors[0] : colors[1])),
   };
-  const model = attention.data.scores[((l * H + h) * T + i) * T + j];
+  // its weight: the causal softmax of the query's scores against keys 0..i (qkv.pair_weight),
+  // beside the model's own probability (the scores are not embedded: that is the check)
+  let weight = 0;
+  if (j <= i) {
+    const qi = rows_of(q.data.values, q_at + i * d, 1, d), row = [];
+    for (let key = 0; key <= i; key++) row.push(dot_terms(qi, rows_of(k.data.values, kv_at + key * d, 1, d)).score);
+    weight = softmax_row(row)[j];
+  }
+  const model = attention.data.probs[((l * H + h) * T + i) * T + j];
   dot_text.text = fill_template(dot_t, {
     query: esc(labels[i]), key: esc(labels[j]), layer: l, head: h, d: d,
     total: py_fixed(dp.total, 4), scale: py_fixed(dp.scale, 4), score: py_fixed(dp.score, 4),
-    model: py_fixed(model, 4), diff: py_exp(Math.abs(dp.score - model), 1),
-    masked: j > i ? masked_t : "",
+    weight: py_fixed(weight, 4), model: py_fixed(model, 4),
+    diff: py_exp(Math.abs(weight - model), 1), masked: j > i ? masked_t : "",
   });
   share.text = share_texts[h];
 }
