@@ -90,3 +90,14 @@ def test_the_snapshot_steps_with_the_same_numbers(browser, engine, tmp_path):
     expect(text).to_contain_text(f"step 1 of {len(steps)}")
     assert page.errors == []
     page.close()
+
+
+def test_the_memory_text_quotes_the_benchmark_as_measured():
+    from dashboard.views.tiles import measured_html
+
+    assert "make bench" in measured_html(None)
+    result = {"t": 4096, "d": 64, "block": 128,
+              "peak_bytes": {"full": 390 * 2**20, "tiled": 13 * 2**19}}  # fmt: skip
+    text = measured_html(result)
+    assert "T = 4,096, d = 64 peaks at 390 MiB whole and 6.50 MiB in 128 × 128 tiles" in text
+    assert "(60× less)" in text

@@ -24,6 +24,7 @@ from bokeh.transform import factor_cmap
 
 from dashboard.lessons import tiles as TL
 from dashboard.lessons.attention import heads_of, kv_head, mask_matrix
+from dashboard.lessons.kvcache import human_bytes, load_benchmark
 from dashboard.views.offline import Context, callback, div, index_buttons
 from dashboard.views.plots import PROB_PALETTE, MatrixPlot, PlotStyle, RowMatrix
 from dashboard.views.registry import LessonView, Options, draws
@@ -72,17 +73,31 @@ def memory_html(n_head: int) -> str:
     """The scores' bytes, whole matrix vs one tile per head, for a few context lengths."""
     rows = "".join(
         f"<tr><td class='num'>{t:,}</td>"
-        f"<td class='num'>{TL.score_bytes(t, n_head, 2) / 2**20:,.0f} MiB</td>"
-        f"<td class='num'>{TL.score_bytes(t, n_head, 2, 128, 64) / 2**10:,.0f} KiB</td></tr>"
+        f"<td class='num'>{human_bytes(TL.score_bytes(t, n_head, 2))}</td>"
+        f"<td class='num'>{human_bytes(TL.score_bytes(t, n_head, 2, 128, 64))}</td></tr>"
         for t in MEMORY_TOKENS
     )
     return (
         f"<p>The scores of {n_head} heads in fp16: the whole T × T matrix per head, against "
         "one 128 × 64 tile per head with its rows' m and l (FlashAttention-2's default "
         "tile on an A100 is of that order):</p><table class='tiles-memory'><tr><th>T</th>"
-        f"<th>whole</th><th>tiles</th></tr>{rows}</table><p class='hint'>Measured in numpy "
-        "(benchmarks/bench_tiles.py): causal attention of one head at T = 4096, d = 64 "
-        "peaks at 390 MiB whole and 6.6 MiB in 128 × 128 tiles.</p>"
+        f"<th>whole</th><th>tiles</th></tr>{rows}</table>{measured_html(load_benchmark('tiles'))}"
+    )
+
+
+def measured_html(result: dict | None) -> str:
+    """The tiles benchmark's peak memory, whole matrix against tiles, as measured."""
+    if not result:
+        return (
+            "<p class='hint'>The peak memory of whole against tiled attention is measured by "
+            "<code>make bench</code> (benchmarks/bench_tiles.py); it has not been run here.</p>"
+        )
+    peak, b = result["peak_bytes"], result["block"]
+    return (
+        f"<p class='hint'>Measured in numpy (benchmarks/bench_tiles.py): causal attention of one "
+        f"head at T = {result['t']:,}, d = {result['d']} peaks at "
+        f"{human_bytes(peak['full'])} whole and {human_bytes(peak['tiled'])} in {b} × {b} tiles "
+        f"({peak['full'] / peak['tiled']:.0f}× less).</p>"
     )
 
 
