@@ -88,6 +88,7 @@ FIGURE = {
     "tiles": "tiles-probs",
     "ffn": "ffn-neurons",
     "kv": "kv-diagram",
+    "calculator": "calculator-params",
 }
 
 
@@ -167,6 +168,11 @@ def tap_kv(page):
     expect(page.locator(".kv-share-text")).to_contain_text("1 K/V head for")
 
 
+def tap_calculator(page):
+    page.locator(".calculator-preset select").select_option(label="Mixtral 8x7B")
+    page.wait_for_function(f"() => ({URL_OF})().get('preset') === 'Mixtral 8x7B'")
+
+
 TAPS = {
     "attention": tap_attention,
     "mask": tap_mask,
@@ -180,6 +186,7 @@ TAPS = {
     "tiles": tap_tiles,
     "ffn": tap_ffn,
     "kv": tap_kv,
+    "calculator": tap_calculator,
 }
 
 

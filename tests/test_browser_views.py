@@ -245,6 +245,7 @@ LESSON_PLOTS = {
     "tiles": ["tiles-probs", "tiles-output"],
 }
 LESSON_PLOTS["kv"] = ["kv-diagram", *(f"kv-head-{h}" for h in range(4)), "kv-growth-fig"]
+LESSON_PLOTS["calculator"] = ["calculator-params"]
 ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "attention": ["heatmap", "grid"],
     "mask": LESSON_PLOTS["mask"],
@@ -258,6 +259,7 @@ ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "positions": ["positions-sinusoid"],
     "ffn": ["ffn-neurons"],
     "kv": ["kv-diagram"],
+    "calculator": [],  # the headline is above the fold; the figure sits below the fields
 }
 READY = {"attention": "heatmap-labels", "mask": "mask-probs-labels", "sampling": "sampling-bars"}
 

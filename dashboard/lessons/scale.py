@@ -185,6 +185,32 @@ _OPTIONAL["mistral"] = _OPTIONAL["qwen2"] = _OPTIONAL["mixtral"] = _OPTIONAL["ll
 _FLAGS = ("tie_word_embeddings", "attention_bias", "mlp_bias")
 
 
+def fields(model_type: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """What a person may edit in a config of ``model_type``: its required whole-number fields,
+    those that may be left empty (Hugging Face then derives them) and the true/false switches
+    that the counts read (the bias switches are LLaMA's own; Mistral, Mixtral and Qwen2 ignore
+    them). ValueError for an unknown ``model_type``."""
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"model_type: {model_type!r} is not one of {', '.join(MODEL_TYPES)}")
+    optional = _OPTIONAL[GPT2 if model_type == GPT2 else "llama"]
+    switches = _FLAGS if model_type == "llama" else ("tie_word_embeddings",)
+    return _REQUIRED[model_type], optional, switches
+
+
+def switches(config: dict) -> dict[str, bool]:
+    """The value each of the config's switches (``fields``) takes in the counts, Hugging
+    Face's default where the config leaves it out: GPT-2 ties its LM head to the token
+    embedding unless told not to, the LLaMA family does not unless told to; no biases."""
+    model_type = config.get("model_type")
+    out = {}
+    for name in fields(model_type)[2]:
+        if name == "tie_word_embeddings" and model_type == GPT2:
+            out[name] = config.get(name, True) is not False
+        else:
+            out[name] = config.get(name) is True
+    return out
+
+
 def _empty(value) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 

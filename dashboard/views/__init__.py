@@ -5,6 +5,7 @@ and one ``register`` line below (see :mod:`dashboard.views.registry`)."""
 from dashboard.views import (
     attention,
     bpe,
+    calculator,
     ffn,
     kvcache,
     mask,
@@ -88,6 +89,15 @@ register(
     tiles.snapshot,
     about=tiles.ABOUT,
     options=tiles.TilesOptions,
+)
+register(
+    "calculator",
+    "A calculator for real models",
+    "Scale",
+    calculator.CalculatorLesson,
+    calculator.snapshot,
+    about=calculator.ABOUT,
+    options=calculator.CalculatorOptions,
 )
 register(
     "sampling",

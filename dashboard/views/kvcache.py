@@ -27,6 +27,7 @@ from bokeh.palettes import Category10_10
 from dashboard.lessons import kvcache as KV
 from dashboard.lessons import scale
 from dashboard.lessons.attention import kv_groups, mask_matrix, top_attended
+from dashboard.views.calculator import presets as calculator_presets
 from dashboard.views.offline import Context, callback, div, index_buttons
 from dashboard.views.plots import MatrixPlot, PlotStyle, styled_figure
 from dashboard.views.recipes import manifest_entries
@@ -113,14 +114,8 @@ def gqa_model(engine, fallback: str) -> str:
 
 
 def presets(engine) -> dict[str, dict]:
-    """The published configs, then ours (each as the Hugging Face config of its class)."""
-    out = dict(scale.PRESETS)
-    for name, entry in manifest_entries(engine).items():
-        try:
-            out[name] = scale.our_preset(entry["config"])
-        except (KeyError, ValueError):  # a model no Hugging Face class builds
-            continue
-    return out
+    """The calculator's configs: the published ones, then ours."""
+    return {name: p.config for name, p in calculator_presets(engine).items()}
 
 
 def diagram_data(n_head: int, n_kv: int) -> tuple[dict, dict]:
