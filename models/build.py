@@ -1,9 +1,10 @@
 """``python -m models.build``: corpus -> tokenizer -> train -> measure -> export -> manifest.
 
-Two models by default, trained the same way on the same data: anatomy-gpt (GPT-2's recipe)
-and anatomy-llama (LLaMA's: RMSNorm, RoPE, SwiGLU, grouped-query attention, no biases), with a
-parameter count within a few per cent of the GPT's. ``--recipe gpt`` or ``--recipe llama``
-builds one.
+Three models by default, trained the same way on the same data: anatomy-gpt (GPT-2's
+recipe), anatomy-llama (LLaMA's: RMSNorm, RoPE, SwiGLU, grouped-query attention, no biases),
+with a parameter count within a few per cent of the GPT's, and anatomy-moe (the LLaMA recipe
+with Mixtral's mixture of experts in every MLP: 4 experts of half the LLaMA width, top-2
+routing, a load-balancing loss). ``--recipe gpt``, ``llama`` or ``moe`` builds one.
 
 Each step is skipped when its output is up to date (same inputs, file present and intact): a
 change to the export alone re-exports the saved weights without retraining; ``--force`` redoes
@@ -51,9 +52,9 @@ from models.runtime import sha256_file
 from models.train import TrainConfig, loss_by_position, train
 
 DEFAULT_NAME = DEFAULT_MODEL
-RECIPES = ("gpt", "llama")
-DEFAULT_NAMES = {"gpt": DEFAULT_NAME, "llama": "anatomy-llama"}
-QUICK_NAMES = {"gpt": "quick-gpt", "llama": "quick-llama"}
+RECIPES = ("gpt", "llama", "moe")
+DEFAULT_NAMES = {"gpt": DEFAULT_NAME, "llama": "anatomy-llama", "moe": "anatomy-moe"}
+QUICK_NAMES = {"gpt": "quick-gpt", "llama": "quick-llama", "moe": "quick-moe"}
 DEFAULT_VOCAB = 1024
 # What the exported files hold; a change here re-exports every model from its saved weights.
 EXPORT_FORMAT = 2  # 1: four outputs; 2: the inside of every block, and the decode graph
@@ -96,11 +97,16 @@ class Plan:
 # Config fields added after models were trained with them at these values: left out of the
 # key at that value, so adding a field retrains nothing.
 LATER_FIELDS = {"norm_position": "pre"}
+# The mixture of experts' settings, which a dense MLP never reads: left out of a dense model's
+# key (they came after anatomy-gpt and anatomy-llama, and change nothing in them).
+MOE_FIELDS = ("n_expert", "expert_top_k", "router_aux_loss_coef")
 
 
 def config_key(config: GPTConfig) -> dict:
     """What of ``config`` decides the trained weights (the model key's part)."""
     d = config.to_dict()
+    if config.mlp != "moe":
+        d = {k: v for k, v in d.items() if k not in MOE_FIELDS}
     return {k: v for k, v in d.items() if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
 
 
@@ -131,28 +137,49 @@ def llama_recipe(gpt: GPTConfig, n_kv_head: int) -> GPTConfig:
     return dataclasses.replace(base, mlp_hidden=best)
 
 
+def moe_recipe(llama: GPTConfig, n_expert: int = 4, top_k: int = 2) -> GPTConfig:
+    """The LLaMA recipe ``llama`` with Mixtral's mixture of experts in every MLP: ``n_expert``
+    SwiGLU experts, each ``top_k``-th of the LLaMA width, so the ``top_k`` experts a token
+    is sent to hold as many weights as ``llama``'s MLP: about the same parameters per token,
+    n_expert / top_k times the MLP parameters in all."""
+    return dataclasses.replace(
+        llama, mlp="moe", mlp_hidden=llama.hidden // top_k, n_expert=n_expert, expert_top_k=top_k
+    )
+
+
 def count_params(config: GPTConfig) -> int:
     """Parameters of a model of ``config``, without allocating its weights."""
     with torch.device("meta"):
         return GPT(config).num_params()
 
 
+def count_active_params(config: GPTConfig) -> int:
+    """Parameters one token is computed with (``GPT.num_active_params``), without weights."""
+    with torch.device("meta"):
+        return GPT(config).num_active_params()
+
+
 def default_plan(
     name: str = DEFAULT_NAME, vocab: int = DEFAULT_VOCAB, steps: int | None = None, recipe="gpt"
 ) -> Plan:
-    """The teaching models: the same size, data, steps and seed; ``recipe`` gpt or llama."""
+    """The teaching models: the same size, data, steps and seed; ``recipe`` gpt, llama or moe
+    (anatomy-llama's recipe with 4 experts of half its width, top-2)."""
     training = TrainConfig() if steps is None else TrainConfig(steps=steps)
     model = GPTConfig(vocab_size=vocab + 1)
-    if recipe == "llama":
+    if recipe in ("llama", "moe"):
         model = llama_recipe(model, n_kv_head=2)
+    if recipe == "moe":
+        model = moe_recipe(model)
     return Plan(name, vocab, model, training)
 
 
 def quick_plan(name: str = "quick-gpt", recipe: str = "gpt") -> Plan:
     """A model that trains in a couple of seconds: shapes are real, quality is not."""
     model = GPTConfig(vocab_size=301, block_size=32, n_layer=2, n_head=2, n_embd=32)
-    if recipe == "llama":  # four query heads sharing two key/value heads
+    if recipe in ("llama", "moe"):  # four query heads sharing two key/value heads
         model = llama_recipe(dataclasses.replace(model, n_head=4), n_kv_head=2)
+    if recipe == "moe":
+        model = moe_recipe(model)
     training = TrainConfig(steps=30, batch_size=8, warmup_steps=5)
     return Plan(name, 300, model, training, corpus_chars=60_000)
 
@@ -242,6 +269,7 @@ def export_and_record(model: GPT, tok: Tokenizer, out: Path, name: str, extra: d
         "weights_sha256": sha256_file(weights),
         "config": model.config.to_dict(),
         "n_params": model.num_params(),
+        "n_active_params": model.num_active_params(),  # per token: < n_params for experts
         "outputs": list(transformer_outputs(model.config.to_dict())),
         "tokenizer": {
             "name": f"{name}-bpe",
@@ -380,13 +408,24 @@ def train_model(plan: Plan, tok: Tokenizer, train_text: str, val_ids, corpus, te
         )
         model_config = dataclasses.replace(model_config, vocab_size=tok.vocab_size)
 
-    print(f"[train] {plan.name}: {count_params(model_config):,} parameters")
+    n, active = count_params(model_config), count_active_params(model_config)
+    per_token = f" ({active:,} per token)" if active != n else ""
+    print(f"[train] {plan.name}: {n:,} parameters{per_token}")
     result = train(model_config, train_ids, val_ids, plan.training)
     print(
         f"[train] {result.seconds:.0f}s: train {result.train_loss:.3f}, val {result.val_loss:.3f}"
         f" nats; unigram baseline {result.unigram_entropy:.3f} "
         f"({100 * result.improvement_over_unigram:.1f}% below)"
     )
+    if result.routing is not None:
+        shares = "; ".join(
+            " ".join(f"{x:.2f}" for x in row) for row in result.routing["expert_share"]
+        )
+        print(
+            f"[train] load balance {result.balance_loss:.4f} (last 50 steps), "
+            f"{result.routing['balance_loss']:.4f} on val (even: "
+            f"{model_config.expert_top_k}); experts' shares by layer: {shares}"
+        )
     samples = greedy_samples(result.model, tok)
     for s in samples:
         print(f"[sample] {s['prompt']!r} -> {s['continuation']!r}")
@@ -405,10 +444,25 @@ def train_model(plan: Plan, tok: Tokenizer, train_text: str, val_ids, corpus, te
             "unigram_entropy": round(result.unigram_entropy, 4),
             "improvement_over_unigram": round(result.improvement_over_unigram, 4),
             "seconds": round(result.seconds, 1),
+            **_routing_record(result, model_config),
         },
         "samples": samples,
     }
     return result.model, extra
+
+
+def _routing_record(result, config: GPTConfig) -> dict:
+    """A mixture of experts' training fields: the load-balancing loss (the last 50 steps'
+    mean, and on the validation split), its weight, and each expert's share of each layer's
+    top-k choices on the validation split. Nothing for a dense model."""
+    if result.routing is None:
+        return {}
+    return {
+        "router_aux_loss_coef": config.router_aux_loss_coef,
+        "balance_loss": round(result.balance_loss, 4),
+        "val_balance_loss": round(result.routing["balance_loss"], 4),
+        "expert_share": [[round(x, 4) for x in row] for row in result.routing["expert_share"]],
+    }
 
 
 NORM_POSITION_FILE = "norm-position.json"
@@ -453,10 +507,10 @@ def build_norm_position(out: Path, corpus_path: str | None, quick: bool, entry: 
 
 
 def plans(args) -> list[Plan]:
-    """The plans the command line asks for: both recipes unless ``--recipe`` names one."""
+    """The plans the command line asks for: every recipe unless ``--recipe`` names one."""
     recipes = [args.recipe] if args.recipe else list(RECIPES)
     if args.name and len(recipes) > 1:
-        raise ValueError("--name names one model: give --recipe gpt or --recipe llama with it")
+        raise ValueError(f"--name names one model: give --recipe ({', '.join(RECIPES)}) with it")
     names = QUICK_NAMES if args.quick else DEFAULT_NAMES
     return [
         quick_plan(args.name or names[r], r)
@@ -473,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", type=Path, help="output folder (default: static/)")
-    p.add_argument("--recipe", choices=RECIPES, help="build one model (default: both)")
+    p.add_argument("--recipe", choices=RECIPES, help="build one model (default: all)")
     p.add_argument("--name", help="model name in the manifest (with --recipe or --from-hf)")
     p.add_argument("--corpus", help="train on this UTF-8 text file instead of the stdlib")
     p.add_argument("--vocab", type=int, default=DEFAULT_VOCAB, help="BPE vocabulary size")

@@ -5,6 +5,7 @@ outputs it has and builds a :class:`Forward` from them by name, and the tests re
 from here. Adding an output means one entry below and the model returning it.
 
 Shapes are written with the batch axis; :class:`Forward` holds one sequence (batch removed).
+Every output is float32 except where its ``dtype`` says otherwise (the chosen experts' ids).
 No torch here: the run-time path reads this module too.
 """
 
@@ -24,6 +25,7 @@ class Output:
     name: str
     shape: str  # with the batch axis, e.g. "(batch, T, vocab)"
     meaning: str
+    dtype: str = "float32"  # as ONNX Runtime returns it (a numpy dtype name)
 
 
 OUTPUTS: dict[str, Output] = {
@@ -96,6 +98,27 @@ OUTPUTS: dict[str, Output] = {
             "(batch, n_layer, T, d_mlp)",
             "the MLP's activations, what its output projection reads: gelu(up), or silu(gate)·up",
         ),
+        # A mixture of experts' MLP (mlp "moe") has these instead of mlp_up, mlp_gate and
+        # mlp_hidden: its experts' activations are n_expert of each, mostly weighted 0.
+        Output(
+            "router_logits",
+            "(batch, n_layer, T, n_expert)",
+            "mixture-of-experts models only: the router's logit for each expert, before the "
+            "softmax",
+        ),
+        Output(
+            "experts",
+            "(batch, n_layer, T, top_k)",
+            "mixture-of-experts models only: the ids of the top_k experts each token is sent "
+            "to, heaviest first",
+            dtype="int64",
+        ),
+        Output(
+            "expert_weights",
+            "(batch, n_layer, T, top_k)",
+            "mixture-of-experts models only: the chosen experts' weights, their softmax "
+            "probabilities renormalised to sum to 1 (the MLP's output is their weighted sum)",
+        ),
     )
 }
 
@@ -108,10 +131,14 @@ def transformer_outputs(config: dict) -> tuple[str, ...]:
     """The outputs our exporter writes for a model of ``config`` (a GPTConfig dict), in the
     graph's order: the four above, then the inside of every block."""
     rope = config.get("positions", "learned") == "rope"
-    swiglu = config.get("mlp", "gelu") == "swiglu"
+    mlp = config.get("mlp", "gelu")
     inside = ("q", "k", "v") + (("q_before_rope", "k_before_rope") if rope else ())
-    inside += ("attn_heads", "resid_mid", "mlp_up") + (("mlp_gate",) if swiglu else ())
-    return TRANSFORMER_OUTPUTS + inside + ("mlp_hidden",)
+    inside += ("attn_heads", "resid_mid")
+    if mlp == "moe":
+        inside += ("router_logits", "experts", "expert_weights")
+    else:
+        inside += ("mlp_up",) + (("mlp_gate",) if mlp == "swiglu" else ()) + ("mlp_hidden",)
+    return TRANSFORMER_OUTPUTS + inside
 
 
 # The decode graph (``<model>-decode.onnx``): one token in, with the keys and values of the
@@ -127,7 +154,8 @@ class Forward:
     """One forward pass, batch axis removed: ``outputs`` maps output name -> array.
 
     Outputs read as attributes (``f.logits``, ``f.attn_probs``); a model file that lacks one
-    raises AttributeError naming it. ``seconds`` is the ONNX Runtime call's wall time,
+    raises AttributeError naming it. Arrays keep the graph's dtype: float32, int64 for
+    ``experts``. ``seconds`` is the ONNX Runtime call's wall time,
     ``provider`` the execution provider that ran it, ``precision`` which graph (fp32, fp16,
     bf16)."""
 

@@ -151,7 +151,8 @@ def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
 def parity(model: GPT, onnx_path: str | Path, seed: int = 0) -> dict[str, float]:
     """Torch vs ONNX Runtime on random inputs at T = 1, middle, block size.
 
-    Returns the worst max |difference| for each output over those lengths.
+    Returns the worst max |difference| for each output over those lengths; the dtypes must
+    match too (float32, and int64 for a mixture of experts' ``experts``).
     """
     import onnxruntime as ort
 
@@ -167,8 +168,11 @@ def parity(model: GPT, onnx_path: str | Path, seed: int = 0) -> dict[str, float]
         got = session.run(list(names), {INPUT_NAME: ids.numpy()})
         for name, g in zip(names, got, strict=True):
             e = expected[name].numpy()
-            if e.shape != g.shape:
-                raise AssertionError(f"{name}: torch shape {e.shape} != ONNX shape {g.shape}")
+            if e.shape != g.shape or e.dtype != g.dtype:
+                raise AssertionError(
+                    f"{name}: torch {e.dtype} {e.shape} != ONNX {g.dtype} {g.shape}"
+                )
+            # an integer output (the chosen experts) must be equal: one id off is >= 1
             worst[name] = max(worst[name], max_abs_diff(e, g))
     return worst
 

@@ -6,18 +6,23 @@ can return), a GELU MLP, a final LayerNorm and an LM head tied to the token embe
 
 The same module builds the LLaMA recipe from its config: RMSNorm instead of LayerNorm, rotary
 positions (Hugging Face's half-split layout) instead of learned ones, a SwiGLU MLP, fewer key /
-value heads than query heads (grouped-query attention; 1 is multi-query), no biases.
+value heads than query heads (grouped-query attention; 1 is multi-query), no biases. With
+``mlp="moe"`` every block's MLP is Mixtral's mixture of experts instead: a router sends each
+token to its top-k of ``n_expert`` SwiGLU MLPs, and training adds the router's load-balancing
+loss (``load_balancing_loss``, Switch Transformer's, as Hugging Face's Mixtral computes it).
 
 ``forward`` returns the four tensors every lesson draws: ``logits`` (B, T, V),
 ``attn_scores`` (B, L, H, T, T) = q·k/√d_head before the mask, ``attn_probs`` (B, L, H, T, T)
 after the mask and softmax, and ``hidden`` (B, L+1, T, C), the residual stream after the
 embeddings and after every block. ``outputs`` adds the inside of every block (q, k, v, each
-head's output, the stream between the sublayers, the MLP's activations): the ONNX export's
-named outputs, listed in models/contract.py. ``decode`` is one step with a KV cache.
+head's output, the stream between the sublayers, the MLP's activations or the router's
+choices): the ONNX export's named outputs, listed in models/contract.py. ``decode`` is one step
+with a KV cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 
@@ -43,24 +48,34 @@ class GPTConfig:
     norm: str = "layernorm"  # or "rmsnorm" (eps: layer_norm_eps)
     positions: str = "learned"  # or "rope"
     rope_base: float = 10000.0
-    mlp: str = "gelu"  # or "swiglu"
+    mlp: str = "gelu"  # or "swiglu", or "moe" (a mixture of SwiGLU experts)
     n_kv_head: int | None = None  # key/value heads; None: one per query head (MHA)
-    mlp_hidden: int | None = None  # None: 4·n_embd for GELU, LLaMA's rule for SwiGLU
+    # None: 4·n_embd for GELU, LLaMA's rule for SwiGLU; for "moe" the width of each expert
+    mlp_hidden: int | None = None
     multiple_of: int = 32  # LLaMA's rule rounds the SwiGLU width up to a multiple of this
     qkv_bias: bool = False  # biases on the q, k, v projection only (Qwen2), whatever ``bias`` says
     # "pre": x + sublayer(norm(x)) (GPT-2, LLaMA); "post": norm(x + sublayer(x)) (the original
     # Transformer, BERT). The final norm before the LM head stays in both.
     norm_position: str = "pre"
+    # -- the mixture of experts (mlp="moe"; Mixtral's num_local_experts, num_experts_per_tok,
+    # router_aux_loss_coef); a dense MLP ignores them --
+    n_expert: int = 4
+    expert_top_k: int = 2
+    router_aux_loss_coef: float = 0.01  # the load-balancing loss's weight in training
 
     def __post_init__(self) -> None:
         for name, allowed in (
             ("norm", ("layernorm", "rmsnorm")),
             ("positions", ("learned", "rope")),
-            ("mlp", ("gelu", "swiglu")),
+            ("mlp", ("gelu", "swiglu", "moe")),
             ("norm_position", ("pre", "post")),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
+        if self.mlp == "moe" and not 1 <= self.expert_top_k <= self.n_expert:
+            raise ValueError(
+                f"expert_top_k ({self.expert_top_k}) must lie in 1 .. n_expert ({self.n_expert})"
+            )
         if self.n_embd % self.n_head:
             raise ValueError("n_embd must be a multiple of n_head")
         if self.n_head % self.kv_heads:
@@ -78,8 +93,9 @@ class GPTConfig:
 
     @property
     def hidden(self) -> int:
-        """The MLP's width: 4·C for GELU; for SwiGLU LLaMA's 2/3 of that (its three matrices
-        then hold as many weights as GELU's two), rounded up to ``multiple_of``."""
+        """The MLP's width (each expert's, for a mixture): 4·C for GELU; for SwiGLU LLaMA's 2/3
+        of that (its three matrices then hold as many weights as GELU's two), rounded up to
+        ``multiple_of``."""
         if self.mlp_hidden is not None:
             return self.mlp_hidden
         if self.mlp == "gelu":
@@ -196,6 +212,67 @@ class MLP(nn.Module):
         return self.c_proj(hidden), stages
 
 
+class MoE(nn.Module):
+    """Mixtral's sparse mixture of experts: ``n_expert`` SwiGLU MLPs and a router, a linear
+    map (no bias) from the token to one logit per expert. Each token goes to the ``top_k``
+    experts of highest softmax probability; their probabilities, renormalised to sum to 1,
+    weight the sum of their outputs.
+
+    Two ways to the same sum. Training runs Mixtral's loop: each expert reads only the tokens
+    sent to it (the compute of top_k experts). Evaluation, and so the ONNX export and the
+    decode step, runs every expert on every token and gives the ones not chosen weight exactly
+    0: the same result (a zero weight adds an exact zero) as one static graph, without the
+    data-dependent gather of tokens, at n_expert / top_k times the expert compute.
+
+    ``forward`` returns the output and its stages: ``router_logits`` (B, T, E) before the
+    softmax, ``experts`` (B, T, k) the chosen experts' ids (int64), heaviest first, and
+    ``expert_weights`` (B, T, k) their renormalised weights."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.top_k = config.expert_top_k
+        self.router = nn.Linear(config.n_embd, config.n_expert, bias=False)
+        expert = dataclasses.replace(config, mlp="swiglu")  # each expert: our SwiGLU MLP
+        self.experts = nn.ModuleList(MLP(expert) for _ in range(config.n_expert))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        logits = self.router(x)  # (B, T, E)
+        probs = F.softmax(logits, dim=-1)
+        weights, chosen = probs.topk(self.top_k, dim=-1)  # (B, T, k), sorted, heaviest first
+        weights = weights / weights.sum(-1, keepdim=True)
+        stages = {"router_logits": logits, "experts": chosen, "expert_weights": weights}
+        if self.training:
+            return self._sparse(x, weights, chosen), stages
+        combine = torch.zeros_like(probs).scatter(-1, chosen, weights)  # (B, T, E), k nonzero
+        y = sum(combine[..., e, None] * expert(x)[0] for e, expert in enumerate(self.experts))
+        return y, stages
+
+    def _sparse(self, x: torch.Tensor, weights: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        """Each expert on its own tokens only, weighted and added back into place."""
+        flat = x.reshape(-1, x.shape[-1])  # (B·T, C)
+        w, ids = weights.reshape(-1, self.top_k), chosen.reshape(-1, self.top_k)
+        y = torch.zeros_like(flat)
+        for e, expert in enumerate(self.experts):
+            token, slot = torch.where(ids == e)  # the tokens sent to e, and in which place
+            y = y.index_add(0, token, expert(flat[token])[0] * w[token, slot, None])
+        return y.view_as(x)
+
+
+def load_balancing_loss(router_logits: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Switch Transformer's auxiliary loss (Fedus et al., 2021, eqs. 4-6) as Hugging Face's
+    ``load_balancing_loss_func`` computes it for Mixtral: E · Σ_e f_e · P_e, where f_e is the
+    fraction of the top-k choices that went to expert e and P_e the mean router probability of
+    e, both over every token of every layer pooled (``router_logits`` (..., E): layers,
+    batch, positions in any leading shape). f sums to k, so a router that spreads tokens and
+    probability evenly scores k; one that sends everything to the same k experts scores up to
+    E. Only P carries a gradient: the choice itself (f) does not."""
+    E = router_logits.shape[-1]
+    probs = F.softmax(router_logits.reshape(-1, E), dim=-1)
+    chosen = probs.topk(top_k, dim=-1).indices  # (N, k)
+    f = F.one_hot(chosen, E).sum(1).float().mean(0)  # (E,): each expert's share, sums to k
+    return E * (f * probs.mean(0)).sum()
+
+
 class Block(nn.Module):
     """Pre-LN transformer block: x + attn(ln(x)), then x + mlp(ln(x)); or, with
     ``norm_position="post"``, Post-LN: ln(x + attn(x)), then ln(x + mlp(x))."""
@@ -206,7 +283,7 @@ class Block(nn.Module):
         self.ln_1 = norm_layer(config)
         self.attn = CausalSelfAttention(config)
         self.ln_2 = norm_layer(config)
-        self.mlp = MLP(config)
+        self.mlp = MoE(config) if config.mlp == "moe" else MLP(config)
 
     def forward(
         self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -258,6 +335,17 @@ class GPT(nn.Module):
         """Parameter count, the tied embedding counted once."""
         return sum(p.numel() for p in self.parameters())
 
+    def num_active_params(self) -> int:
+        """Parameters one token is computed with: all of them for a dense model; for a mixture
+        of experts, all but the experts it is not sent to (n_expert - top_k per layer). The
+        embedding counts, as in Mixtral's "12.9B active" figure."""
+        c = self.config
+        if c.mlp != "moe":
+            return self.num_params()
+        idle = c.n_expert - c.expert_top_k
+        per_expert = sum(p.numel() for p in self.h[0].mlp.experts[0].parameters())
+        return self.num_params() - c.n_layer * idle * per_expert
+
     def _embed(self, input_ids: torch.Tensor, start: int = 0) -> torch.Tensor:
         x = self.wte(input_ids)
         if self.config.positions == "learned":
@@ -306,9 +394,21 @@ class GPT(nn.Module):
         return logits, torch.stack(present_k, 1), torch.stack(present_v, 1)
 
     def loss(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean next-token cross-entropy (nats) — the training objective."""
-        logits = self._layers(input_ids)[0]  # the logits alone: nothing stacked for the lessons
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+        """Mean next-token cross-entropy (nats)."""
+        return self.losses(input_ids, targets)[0]
+
+    def losses(
+        self, input_ids: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The mean next-token cross-entropy and, for a mixture of experts, the router's
+        load-balancing loss over every layer (None for a dense MLP). Training minimises
+        cross-entropy + ``router_aux_loss_coef`` · balance, as Mixtral's does."""
+        logits, _, stages = self._layers(input_ids)  # nothing stacked for the lessons
+        ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+        if self.config.mlp != "moe":
+            return ce, None
+        router = torch.stack([s["router_logits"] for s in stages])  # (L, B, T, E)
+        return ce, load_balancing_loss(router, self.config.expert_top_k)
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:

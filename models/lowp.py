@@ -2,7 +2,8 @@
 
 From the fp32 ONNX file, two more graphs with the same input and the same named float32
 outputs (``logits``, ``attn_scores``, ``attn_probs``, ``hidden`` and the inside of every
-block, models/contract.py):
+block, models/contract.py; an integer output, a mixture of experts' chosen ``experts``, stays
+int64):
 
 - **fp16**: weights and every activation stored in float16. An op that ONNX Runtime's CPU
   provider can run on float16 tensors keeps them (its kernel registry says which); any other
@@ -126,7 +127,8 @@ def convert(model: onnx.ModelProto, precision: str) -> tuple[onnx.ModelProto, di
     low = _TYPE[precision]
     fp16 = precision == "fp16"
     native = cpu_fp16_ops(_opset(model)) if fp16 else frozenset()
-    outputs = {o.name for o in g.output}
+    # the float outputs; an integer one (a mixture of experts' chosen ``experts``) is left be
+    outputs = {o.name for o in g.output if o.name in floats}
 
     inits = []
     pre: list[onnx.NodeProto] = []
@@ -184,7 +186,8 @@ def convert(model: onnx.ModelProto, precision: str) -> tuple[onnx.ModelProto, di
             for i, name in enumerate(n.input):
                 if name in outputs:
                     n.input[i] = f"{name}__fp16"
-        nodes.extend(_cast(f"{o.name}__fp16", o.name, TensorProto.FLOAT) for o in g.output)
+        widened = [o.name for o in g.output if o.name in outputs]
+        nodes.extend(_cast(f"{name}__fp16", name, TensorProto.FLOAT) for name in widened)
     del g.node[:]
     g.node.extend(nodes)
     g.name = f"{g.name}_{precision}"

@@ -41,6 +41,7 @@ from models.contract import (
     PAST_V,
     TRANSFORMER_OUTPUTS,
     Forward,
+    transformer_outputs,
 )
 from models.manifest import MANIFEST_NAME, REBUILD_HINT, STATIC_DIR
 
@@ -345,13 +346,25 @@ class Engine:
         return self._session(model, precision).outputs
 
     def require(self, model: str, names) -> None:
-        """Raise EngineError naming the outputs of ``names`` that ``model``'s graph lacks."""
+        """Raise EngineError naming the outputs of ``names`` that ``model``'s graph lacks: ones
+        a model of its kind does not compute (a mixture of experts has no single MLP's
+        ``mlp_hidden``; GPT-2's learned positions no ``q_before_rope``), or ones its file
+        predates (a rebuild writes them)."""
         missing = [n for n in names if n not in self.outputs(model)]
-        if missing:
+        if not missing:
+            return
+        ours = transformer_outputs(self.config(model))
+        if absent := [n for n in missing if n not in ours]:
+            c = self.config(model)
             raise EngineError(
-                f"{model}'s model file has no {', '.join(missing)} output "
-                f"(it was exported before the lessons inside a block). {REBUILD_HINT}"
+                f"{model} has no {', '.join(absent)} output: a model of its kind does not "
+                f"compute it (positions: {c.get('positions', 'learned')}, MLP: "
+                f"{c.get('mlp', 'gelu')})"
             )
+        raise EngineError(
+            f"{model}'s model file has no {', '.join(missing)} output "
+            f"(it was exported before the lessons inside a block). {REBUILD_HINT}"
+        )
 
     def run(
         self, model: str, ids, precision: str = "fp32", outputs: str | tuple = "core"
@@ -360,7 +373,8 @@ class Engine:
 
         ``outputs``: "core" (the four every lesson reads: logits, attention scores and
         probabilities, the residual stream), "all" (every output the file has: q, k, v, the
-        heads, the MLP...), or a tuple of names. ``precision`` "fp16" or "bf16" runs the
+        heads, the MLP or the router...), or a tuple of names. Arrays are float32 but for a
+        mixture of experts' ``experts`` (int64 ids). ``precision`` "fp16" or "bf16" runs the
         variant graph (``python -m models.lowp``); its outputs are float32 arrays holding
         fp16 / bf16 values."""
         if precision not in PRECISIONS:

@@ -1,4 +1,9 @@
-"""Training loop: seeded, deterministic, AdamW with warm-up and cosine decay, progress bar."""
+"""Training loop: seeded, deterministic, AdamW with warm-up and cosine decay, progress bar.
+
+A mixture-of-experts model (``mlp="moe"``) minimises cross-entropy plus
+``router_aux_loss_coef`` times the router's load-balancing loss, as Mixtral's training does;
+the losses it reports are cross-entropy alone, comparable with a dense model's, and the balance
+beside them (``routing``: the balance on the validation split and each expert's share)."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from models.gpt import GPT, GPTConfig
+from models.gpt import GPT, GPTConfig, load_balancing_loss
 
 
 @dataclass
@@ -44,6 +49,10 @@ class TrainResult:
     grad_norms: list[float] = field(default_factory=list)  # every step's, before clipping
     # at step 0 (the initial weights, the first batch): each block's gradient norm
     init_block_grad_norms: list[float] = field(default_factory=list)
+    # a mixture of experts: the load-balancing loss, mean over the last 50 steps, and
+    # ``routing(model, val_ids)``; None for a dense model
+    balance_loss: float | None = None
+    routing: dict | None = None
 
     @property
     def improvement_over_unigram(self) -> float:
@@ -98,6 +107,33 @@ def evaluate(model: GPT, ids: np.ndarray, batch_size: int = 32) -> float:
             x[i : i + batch_size]
         )
     return total / n
+
+
+@torch.no_grad()
+def routing(model: GPT, ids: np.ndarray, batch_size: int = 32) -> dict:
+    """How a mixture of experts routes the tokens of ``ids`` (the windows ``evaluate`` reads):
+    ``balance_loss``, the load-balancing loss over all of them (every layer pooled, as in
+    training), and ``expert_share`` (n_layer, n_expert): in each layer, the fraction of the
+    top-k choices that went to each expert (a row sums to 1; 1 / n_expert is even)."""
+    model.eval()
+    c = model.config
+    block = c.block_size
+    data = torch.from_numpy(ids.astype(np.int64))
+    n = (len(data) - 1) // block
+    x = data[: n * block].view(n, block)
+    logits, chosen = [], []
+    for i in range(0, n, batch_size):
+        out = model.outputs(x[i : i + batch_size])
+        logits.append(out["router_logits"])  # (B, L, T, E)
+        chosen.append(out["experts"])  # (B, L, T, k)
+    router = torch.cat(logits).transpose(0, 1)  # (L, N, T, E)
+    chosen = torch.cat(chosen).transpose(0, 1)
+    counts = F.one_hot(chosen, c.n_expert).sum((1, 2, 3)).double()  # (L, E)
+    return {
+        "balance_loss": load_balancing_loss(router, c.expert_top_k).item(),
+        "expert_share": (counts / counts.sum(-1, keepdim=True)).tolist(),
+        "tokens": n * block,
+    }
 
 
 @torch.no_grad()
@@ -172,6 +208,8 @@ def train(
     grad_norms: list[float] = []
     init_blocks: list[float] = []
     recent: list[float] = []
+    balances: list[float] = []
+    coef = model_config.router_aux_loss_coef
     t0 = time.perf_counter()
     bar = tqdm(range(cfg.steps), desc="train", unit="step", disable=not progress)
     model.train()
@@ -179,9 +217,10 @@ def train(
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         x, y = _batch(data, model_config.block_size, cfg.batch_size, gen)
-        loss = model.loss(x, y)
+        loss, balance = model.losses(x, y)
+        objective = loss if balance is None else loss + coef * balance
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         if step == 0:
             init_blocks = block_grad_norms(model)
         total = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -189,19 +228,27 @@ def train(
         opt.step()
         recent = (recent + [loss.item()])[-50:]
         history.append((step, loss.item()))
-        bar.set_postfix(loss=f"{sum(recent) / len(recent):.3f}", lr=f"{lr_at(step, cfg):.1e}")
+        shown = {"loss": f"{sum(recent) / len(recent):.3f}"}
+        if balance is not None:
+            balances = (balances + [balance.item()])[-50:]
+            shown["balance"] = f"{sum(balances) / len(balances):.3f}"
+        bar.set_postfix(**shown, lr=f"{lr_at(step, cfg):.1e}")
     bar.close()
     val = evaluate(model, val_ids)
+    seconds = time.perf_counter() - t0  # training and the validation loss, as for every model
+    routed = routing(model, val_ids) if model_config.mlp == "moe" else None
     model.eval()
     return TrainResult(
         model=model,
         train_loss=sum(recent) / len(recent),
         val_loss=val,
         unigram_entropy=unigram_entropy(val_ids),
-        seconds=time.perf_counter() - t0,
+        seconds=seconds,
         history=history,
         grad_norms=grad_norms,
         init_block_grad_norms=init_blocks,
+        balance_loss=sum(balances) / len(balances) if balances else None,
+        routing=routed,
     )
 
 

@@ -245,6 +245,7 @@ LESSON_PLOTS = {
     "tiles": ["tiles-probs", "tiles-output"],
 }
 LESSON_PLOTS["kv"] = ["kv-diagram", *(f"kv-head-{h}" for h in range(4)), "kv-growth-fig"]
+LESSON_PLOTS["moe"] = ["moe-routes-fig", "moe-router-fig", "moe-shares-fig"]
 LESSON_PLOTS["calculator"] = ["calculator-params"]
 ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "attention": ["heatmap", "grid"],
@@ -259,6 +260,7 @@ ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "positions": ["positions-sinusoid"],
     "ffn": ["ffn-neurons"],
     "kv": ["kv-diagram"],
+    "moe": ["moe-routes-fig", "moe-router-fig"],
     "calculator": [],  # the headline is above the fold; the figure sits below the fields
 }
 READY = {"attention": "heatmap-labels", "mask": "mask-probs-labels", "sampling": "sampling-bars"}

@@ -28,8 +28,9 @@ MANIFEST_FIELDS = {
 
 
 def test_manifest_has_every_field(quick_build, quick_manifest):
-    """Both recipes, each with every field; the first built is the default."""
-    assert [m["name"] for m in quick_manifest["models"]] == ["quick-gpt", "quick-llama"]
+    """Every recipe, each with every field; the first built is the default."""
+    names = [m["name"] for m in quick_manifest["models"]]
+    assert names == ["quick-gpt", "quick-llama", "quick-moe"]
     assert quick_manifest["default_model"] == "quick-gpt"
     for entry in quick_manifest["models"]:
         assert entry.keys() >= MANIFEST_FIELDS
@@ -40,9 +41,24 @@ def test_manifest_has_every_field(quick_build, quick_manifest):
         assert entry["corpus"]["source"].startswith("docstrings of the Python")
         assert max(entry["parity_max_abs_error"].values()) <= 1e-4
         assert entry["decode"]["parity_max_abs_error"] <= 1e-4
-    gpt, llama = quick_manifest["models"]
+    gpt, llama, moe = quick_manifest["models"]
     assert llama["config"]["positions"] == "rope" and gpt["config"]["positions"] == "learned"
     assert abs(llama["n_params"] / gpt["n_params"] - 1) <= 0.05
+    # the mixture of experts: more weights in all, the LLaMA's (and its routers') per token
+    assert (
+        gpt["n_active_params"] == gpt["n_params"] and llama["n_active_params"] == llama["n_params"]
+    )
+    c = moe["config"]
+    assert (c["mlp"], c["n_expert"], c["expert_top_k"]) == ("moe", 4, 2)
+    routers = c["n_layer"] * c["n_expert"] * c["n_embd"]
+    assert moe["n_active_params"] == llama["n_params"] + routers < moe["n_params"]
+    assert {"router_logits", "experts", "expert_weights"} <= set(moe["outputs"])
+    assert moe["parity_max_abs_error"]["experts"] == 0.0
+    t = moe["training"]
+    assert 0 < t["balance_loss"] < c["n_expert"] and t["router_aux_loss_coef"] == 0.01
+    assert len(t["expert_share"]) == c["n_layer"]
+    assert all(abs(sum(row) - 1) < 1e-3 and len(row) == 4 for row in t["expert_share"])
+    assert "balance_loss" not in llama["training"]
     # the RoPE model is measured to twice its block; the learned one cannot be
     block = gpt["config"]["block_size"]
     assert len(llama["positions"]["loss"]) == 2 * block and len(gpt["positions"]["loss"]) == block

@@ -1,4 +1,4 @@
-"""The ONNX contract: names, dynamic shapes, one file, parity with torch, for both recipes;
+"""The ONNX contract: names, dynamic shapes, one file, parity with torch, for every recipe;
 the decode graph against the full one."""
 
 import numpy as np
@@ -11,7 +11,7 @@ from models.checkpoint import load_model
 from models.contract import OUTPUTS, TRANSFORMER_OUTPUTS, transformer_outputs
 from models.export import decode_parity, max_abs_diff, parity, parity_lengths
 
-RECIPES = ("quick-gpt", "quick-llama")
+RECIPES = ("quick-gpt", "quick-llama", "quick-moe")
 
 
 @pytest.fixture(scope="module", params=RECIPES)
@@ -55,6 +55,9 @@ def test_outputs_follow_the_recipe(quick):
     swiglu = entry["config"]["mlp"] == "swiglu"
     assert ("q_before_rope" in entry["outputs"]) == ("k_before_rope" in entry["outputs"]) == rope
     assert ("mlp_gate" in entry["outputs"]) == swiglu
+    moe = entry["config"]["mlp"] == "moe"
+    routed = {"router_logits", "experts", "expert_weights"}
+    assert (routed <= set(entry["outputs"])) == moe and ("mlp_hidden" in entry["outputs"]) != moe
 
 
 def _shape(spec: str, cfg: dict, B: int, T: int) -> tuple[int, ...]:
@@ -70,6 +73,8 @@ def _shape(spec: str, cfg: dict, B: int, T: int) -> tuple[int, ...]:
         "d_head": cfg["n_embd"] // cfg["n_head"],
         "d_model": cfg["n_embd"],
         "d_mlp": cfg["mlp_hidden"] or 4 * cfg["n_embd"],
+        "n_expert": cfg.get("n_expert"),
+        "top_k": cfg.get("expert_top_k"),
     }
     return tuple(sizes[p.strip()] for p in spec.strip("()").split(","))
 
@@ -90,6 +95,7 @@ def test_parity_every_output(quick, T):
         ], "forward() is the first four outputs"
     for name, g in zip(names, got, strict=True):
         assert g.shape == _shape(OUTPUTS[name].shape, entry["config"], 3, T), name
+        assert g.dtype == np.dtype(OUTPUTS[name].dtype), name
         assert max_abs_diff(want[name].numpy(), g) <= 1e-4, name
 
 
@@ -124,6 +130,9 @@ def test_inside_outputs_are_what_they_say(quick):
         np.testing.assert_allclose(
             o["resid_mid"][0, layer], o["hidden"][0, layer] + proj, atol=1e-5
         )
+        if "router_logits" in o:  # a mixture of experts: the router's choice, then its sum
+            _check_experts(o, sd, cfg, layer)
+            continue
         up = o["mlp_up"][0, layer]
         if "mlp_gate" in o:
             gate = o["mlp_gate"][0, layer]
@@ -146,6 +155,32 @@ def test_inside_outputs_are_what_they_say(quick):
             np.testing.assert_allclose(pair(o[a]), pair(o[b]), rtol=1e-4, atol=1e-6)
             np.testing.assert_allclose(o[a][..., 0, :], o[b][..., 0, :], atol=1e-6)
             assert not np.allclose(o[a][..., 1:, :], o[b][..., 1:, :], atol=1e-3)
+
+
+def _check_experts(o: dict, sd: dict, cfg: dict, layer: int) -> None:
+    """The router's logits from the normed stream, its top-k from their softmax, and the
+    block's output as the stream plus the chosen experts' SwiGLUs, weighted."""
+    p = f"h.{layer}."
+    x = o["resid_mid"][0, layer].astype(np.float64)  # (T, C)
+    x = x / np.sqrt((x**2).mean(-1, keepdims=True) + cfg["layer_norm_eps"]) * sd[p + "ln_2.weight"]
+    logits = x @ sd[p + "mlp.router.weight"].T
+    np.testing.assert_allclose(o["router_logits"][0, layer], logits, atol=1e-5)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    k = cfg["expert_top_k"]
+    top = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(o["experts"][0, layer], top)
+    w = np.take_along_axis(probs, top, -1)
+    np.testing.assert_allclose(
+        o["expert_weights"][0, layer], w / w.sum(-1, keepdims=True), atol=1e-6
+    )
+    y = np.zeros_like(x)
+    for t in range(x.shape[0]):
+        for e, weight in zip(top[t], o["expert_weights"][0, layer, t], strict=True):
+            q = f"{p}mlp.experts.{e}."
+            gate, up = x[t] @ sd[q + "c_gate.weight"].T, x[t] @ sd[q + "c_fc.weight"].T
+            y[t] += weight * ((gate / (1 + np.exp(-gate)) * up) @ sd[q + "c_proj.weight"].T)
+    np.testing.assert_allclose(o["hidden"][0, layer + 1], o["resid_mid"][0, layer] + y, atol=1e-5)
 
 
 def test_decode_graph_names_and_axes(quick):

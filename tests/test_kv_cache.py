@@ -1,4 +1,4 @@
-"""The KV cache at run time: ``Engine.next_logits`` against the full graph, for both recipes,
+"""The KV cache at run time: ``Engine.next_logits`` against the full graph, for every recipe,
 and generation in the sampling lesson through it."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 from models.runtime import Engine, EngineError
 
-RECIPES = ("quick-gpt", "quick-llama")
+RECIPES = ("quick-gpt", "quick-llama", "quick-moe")
 
 
 @pytest.fixture()

@@ -221,15 +221,16 @@ def test_the_snapshot_has_the_table_and_every_bucketing(engine):
     assert "cannot be asked past position 127" in page
 
 
-# -- the real build's records (the quick build: quick-gpt and quick-llama) --------------------
-def test_the_quick_builds_two_recipes(quick_build, quick_manifest):
+# -- the real build's records (the quick build: quick-gpt, quick-llama, quick-moe) ------------
+def test_the_quick_builds_recipes(quick_build, quick_manifest):
     entries = {e["name"]: e for e in quick_manifest["models"]}
     rows, skipped = R.recipe_rows(entries)
-    assert skipped == [] and [r.model for r in rows] == ["quick-gpt", "quick-llama"]
+    quick = ["quick-gpt", "quick-llama", "quick-moe"]
+    assert skipped == [] and [r.model for r in rows] == quick
     for row in rows:
         _check_row(row, entries[row.model])
     lines, _ = R.position_losses(entries)
-    g, lm = lines
+    g, lm, _moe = lines
     assert not g.rope and len(g.loss) == g.block_size and g.mean_past is None
     assert lm.rope and len(lm.loss) == 2 * lm.block_size and lm.mean_past is not None
     # the view on an engine of that build: both lines, the RoPE one past the block
@@ -237,7 +238,7 @@ def test_the_quick_builds_two_recipes(quick_build, quick_manifest):
     state = AnatomyState(engine=engine, lesson="recipes")
     view = V.RecipesLesson(state=state)
     state.bucket = 8
-    assert set(view._sources) == {"quick-gpt", "quick-llama"}
+    assert set(view._sources) == set(quick)
     assert view._sources["quick-llama"].data["last"][-1] == 2 * lm.block_size - 1
     assert view._sources["quick-gpt"].data["last"][-1] == g.block_size - 1
     page = html.unescape(unpack(build_snapshot("hi", engine=engine, lessons="recipes")))

@@ -192,11 +192,14 @@ def _manifest_models() -> dict[str, dict]:
     return {m["name"]: m for m in manifest["models"]}
 
 
-@pytest.mark.parametrize("name", ["anatomy-gpt", "anatomy-llama"])
+OUR_CLASSES = {"anatomy-gpt": "gpt2", "anatomy-llama": "llama", "anatomy-moe": "mixtral"}
+
+
+@pytest.mark.parametrize("name", list(OUR_CLASSES))
 def test_our_models_count_their_manifest_n_params(name):
     entry = _manifest_models()[name]
     config = scale.our_preset(entry["config"])
-    assert config["model_type"] == {"anatomy-gpt": "gpt2", "anatomy-llama": "llama"}[name]
+    assert config["model_type"] == OUR_CLASSES[name]
     assert scale.count_params(config)["total"] == entry["n_params"]
     # and Hugging Face's class of the same recipe has that many parameters too. Buffers (a
     # causal mask, RoPE's inverse frequencies) are not parameters in either model.
@@ -222,6 +225,9 @@ def test_recipes_no_hugging_face_class_builds_are_refused():
         scale.our_preset({**base, "positions": "rope"})
     with pytest.raises(ValueError, match="always has biases"):
         scale.our_preset({**base, "bias": False})
+    llama = _manifest_models()["anatomy-llama"]["config"]
+    with pytest.raises(ValueError, match="Mixtral has no biases"):
+        scale.our_preset({**llama, "mlp": "moe", "bias": True})
 
 
 def test_an_unknown_model_type_is_named():

@@ -508,7 +508,8 @@ def our_preset(manifest_config: dict) -> dict:
     """Our model's config (``static/manifest.json``: ``n_embd``, ``n_layer``, ``norm``, ...) as
     the Hugging Face config of the class with the same weights: the GPT recipe (LayerNorm,
     learned positions, GELU, biases) as ``gpt2``; the LLaMA recipe (RMSNorm, RoPE, SwiGLU) as
-    ``llama``, or ``qwen2`` when only q, k and v carry biases. Our LM head is always tied to the
+    ``llama``, or ``qwen2`` when only q, k and v carry biases; with a mixture of experts for
+    its MLP (``mlp="moe"``) as ``mixtral``. Our LM head is always tied to the
     token embedding. ValueError for a mix of the two recipes, which no Hugging Face class
     builds."""
     m = manifest_config
@@ -530,7 +531,7 @@ def our_preset(manifest_config: dict) -> dict:
             "layer_norm_epsilon": m.get("layer_norm_eps", 1e-5),
             "tie_word_embeddings": True,
         }
-    if recipe == ("rmsnorm", "rope", "swiglu"):
+    if recipe in (("rmsnorm", "rope", "swiglu"), ("rmsnorm", "rope", "moe")):
         bias, qkv_bias = bool(m.get("bias")), bool(m.get("qkv_bias"))
         hidden = m.get("mlp_hidden") or _swiglu_width(n_embd, m.get("multiple_of", 32))
         config = {
@@ -548,7 +549,19 @@ def our_preset(manifest_config: dict) -> dict:
             "rope_theta": m.get("rope_base", 10000.0),
             "tie_word_embeddings": True,
         }
-        if config["model_type"] == "llama":
+        if recipe[2] == "moe":  # a mixture of SwiGLU experts in every block: Mixtral
+            if bias or qkv_bias:
+                raise ValueError(
+                    "Mixtral has no biases; a mixture of experts with them has no "
+                    "Hugging Face class"
+                )
+            config.update(
+                model_type="mixtral",
+                num_local_experts=m.get("n_expert", 4),
+                num_experts_per_tok=m.get("expert_top_k", 2),
+                router_aux_loss_coef=m.get("router_aux_loss_coef", 0.01),
+            )
+        elif config["model_type"] == "llama":
             # our ``bias`` puts biases on every linear layer: LLaMA's two switches together
             config.update(attention_bias=bias, mlp_bias=bias)
         return config

@@ -9,6 +9,7 @@ from dashboard.views import (
     ffn,
     kvcache,
     mask,
+    moe,
     positions,
     precision,
     qkv,
@@ -89,6 +90,14 @@ register(
     tiles.snapshot,
     about=tiles.ABOUT,
     options=tiles.TilesOptions,
+)
+register(
+    "moe",
+    "Mixture of experts",
+    "Scale",
+    moe.MoeLesson,
+    moe.snapshot,
+    about=moe.ABOUT,
 )
 register(
     "calculator",
