@@ -90,6 +90,8 @@ FIGURE = {
     "kv": "kv-diagram",
     "moe": "moe-router-fig",
     "calculator": "calculator-params",
+    "loss": "loss-figure",
+    "optimizers": "optim-paths",
 }
 
 
@@ -180,6 +182,18 @@ def tap_calculator(page):
     page.wait_for_function(f"() => ({URL_OF})().get('preset') === 'Mixtral 8x7B'")
 
 
+def tap_loss(page):
+    page.locator(".chip").nth(3).tap()
+    page.wait_for_function(f"() => ({URL_OF})().get('q') === '3'")
+    expect(page.locator(".loss-position")).to_contain_text("(position 3)")
+
+
+def tap_optimizers(page):
+    page.locator(".opt-lr-input input").fill("0.05")
+    page.locator(".opt-lr-input input").press("Enter")
+    page.wait_for_function(f"() => ({URL_OF})().get('lr') === '0.05'")
+
+
 TAPS = {
     "attention": tap_attention,
     "mask": tap_mask,
@@ -195,6 +209,8 @@ TAPS = {
     "kv": tap_kv,
     "moe": tap_moe,
     "calculator": tap_calculator,
+    "loss": tap_loss,
+    "optimizers": tap_optimizers,
 }
 
 

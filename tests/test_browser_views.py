@@ -247,6 +247,8 @@ LESSON_PLOTS = {
 LESSON_PLOTS["kv"] = ["kv-diagram", *(f"kv-head-{h}" for h in range(4)), "kv-growth-fig"]
 LESSON_PLOTS["moe"] = ["moe-routes-fig", "moe-router-fig", "moe-shares-fig"]
 LESSON_PLOTS["calculator"] = ["calculator-params"]
+LESSON_PLOTS["loss"] = ["loss-figure"]
+LESSON_PLOTS["optimizers"] = ["optim-paths", "optim-loss"]
 ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "attention": ["heatmap", "grid"],
     "mask": LESSON_PLOTS["mask"],
@@ -261,6 +263,8 @@ ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "ffn": ["ffn-neurons"],
     "kv": ["kv-diagram"],
     "moe": ["moe-routes-fig", "moe-router-fig"],
+    "loss": ["loss-figure"],
+    "optimizers": [],  # the fields come first; the figures sit below them
     "calculator": [],  # the headline is above the fold; the figure sits below the fields
 }
 READY = {"attention": "heatmap-labels", "mask": "mask-probs-labels", "sampling": "sampling-bars"}

@@ -8,8 +8,10 @@ from dashboard.views import (
     calculator,
     ffn,
     kvcache,
+    loss,
     mask,
     moe,
+    optimizers,
     positions,
     precision,
     qkv,
@@ -117,6 +119,23 @@ register(
     about=sampling.ABOUT,
     options=sampling.SamplingOptions,
     aliases=("temperature",),
+)
+register(
+    "loss",
+    "Next-token loss",
+    "Training",
+    loss.LossLesson,
+    loss.snapshot,
+    about=loss.ABOUT,
+)
+register(
+    "optimizers",
+    "Adam vs AdamW",
+    "Training",
+    optimizers.OptimLesson,
+    optimizers.snapshot,
+    about=optimizers.ABOUT,
+    options=optimizers.OptimOptions,
 )
 register(
     "recipes",
