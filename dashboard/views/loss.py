@@ -244,17 +244,11 @@ def snapshot(ctx: Context):
     figs.draw(tl, labels, t)
     texts = [position_html(logits, ids, labels, vocab, i) for i in range(len(ids))]
     position = div(ctx, texts[t], "explain", "loss-position", name="loss-position")
-    figs.figure.js_on_event(
-        "tap",
-        callback(
-            "loss",
-            "tap(cb_obj)",
-            texts=texts,
-            text=position,
-            selected=figs.selected,
-            n=len(tl.losses),
-        ),
+    pick = callback(
+        "loss", "tap(cb_obj)", texts=texts, text=position, selected=figs.selected, n=len(tl.losses)
     )
+    for event in ("tap", "doubletap"):  # two quick clicks on two bars are two picks
+        figs.figure.js_on_event(event, pick)
     return column(
         div(ctx, summary_html(tl), "explain", "loss-summary"),
         figs.figure,
