@@ -215,7 +215,7 @@ def _empty(value) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _whole(value) -> int | None:
+def whole(value) -> int | None:
     """``value`` as an int if it is a whole number (12 or 12.0), else None. A bool is not a
     count, though Python treats it as one."""
     if isinstance(value, bool):
@@ -234,7 +234,7 @@ def _field(config: dict, name: str, messages: list[str], required: bool) -> int 
             messages.append(f"{name}: {'missing' if name not in config else 'empty'}")
         return None
     value = config[name]
-    number = _whole(value)
+    number = whole(value)
     if number is None:
         messages.append(f"{name}: must be a whole number, not {value!r}")
     elif number <= 0:
@@ -318,39 +318,39 @@ def shape_of(config: dict) -> Shape:
     if messages:
         raise ValueError("; ".join(messages))
 
-    def whole(name: str, default: int | None = None) -> int:
+    def field(name: str, default: int | None = None) -> int:
         value = config.get(name)
-        return default if _empty(value) else _whole(value)
+        return default if _empty(value) else whole(value)
 
     if config["model_type"] == GPT2:
-        width, heads = whole("n_embd"), whole("n_head")
+        width, heads = field("n_embd"), field("n_head")
         return Shape(
             GPT2,
-            vocab=whole("vocab_size"),
+            vocab=field("vocab_size"),
             width=width,
-            layers=whole("n_layer"),
+            layers=field("n_layer"),
             heads=heads,
             kv_heads=heads,
             head_dim=width // heads,
-            ffn=whole("n_inner", 4 * width),  # GPT-2's MLP is 4× the width unless n_inner says
-            positions=whole("n_positions"),
+            ffn=field("n_inner", 4 * width),  # GPT-2's MLP is 4× the width unless n_inner says
+            positions=field("n_positions"),
             tied=config.get("tie_word_embeddings", True) is not False,
         )
-    width, heads = whole("hidden_size"), whole("num_attention_heads")
+    width, heads = field("hidden_size"), field("num_attention_heads")
     moe = config["model_type"] == "mixtral"
     return Shape(
         config["model_type"],
-        vocab=whole("vocab_size"),
+        vocab=field("vocab_size"),
         width=width,
-        layers=whole("num_hidden_layers"),
+        layers=field("num_hidden_layers"),
         heads=heads,
-        kv_heads=whole("num_key_value_heads", heads),
-        head_dim=whole("head_dim", width // heads),
-        ffn=whole("intermediate_size"),
+        kv_heads=field("num_key_value_heads", heads),
+        head_dim=field("head_dim", width // heads),
+        ffn=field("intermediate_size"),
         positions=0,
         tied=config.get("tie_word_embeddings") is True,
-        experts=whole("num_local_experts") if moe else 1,
-        active_experts=whole("num_experts_per_tok") if moe else 1,
+        experts=field("num_local_experts") if moe else 1,
+        active_experts=field("num_experts_per_tok") if moe else 1,
     )
 
 
@@ -421,7 +421,7 @@ def kv_cache_bytes(config: dict, tokens: int, batch: int = 1, bytes_per_value: f
     cache. Every position is counted: a sliding-window model (Mistral 7B v0.1's
     ``sliding_window``) may drop positions older than its window, which this does not do."""
     for name, value in (("tokens", tokens), ("batch", batch)):
-        if _whole(value) is None or value < 0:
+        if whole(value) is None or value < 0:
             raise ValueError(f"{name} must be a whole number ≥ 0, not {value!r}")
     if isinstance(bytes_per_value, bool) or not isinstance(bytes_per_value, (int, float)):
         raise ValueError(f"bytes_per_value must be a number, not {bytes_per_value!r}")
@@ -487,7 +487,7 @@ def flops_per_token(config: dict, context: int = 0) -> int:
       tokens of a window of ``context`` meet context/2 keys on average, which gives this term.
       Training costs about 3× the forward pass (the backward pass is two matrix products per
       forward one)."""
-    if _whole(context) is None or context < 0:
+    if whole(context) is None or context < 0:
         raise ValueError(f"context must be a whole number ≥ 0, not {context!r}")
     s = shape_of(config)
     return 2 * matmul_weights_per_token(config) + 2 * s.layers * int(context) * s.d_attn

@@ -256,16 +256,6 @@ def field_texts(config: dict) -> tuple[dict[str, str], dict[str, bool]]:
 
 
 # -- reading the fields ------------------------------------------------------------------------
-def _whole(value) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
 def parse_text(name: str, text: str) -> tuple[Any, str | None]:
     """A field's text as a config value: None (empty), an int, a float (``validate`` refuses
     one that is not whole), or a message for text that is no number or a number past
@@ -281,7 +271,7 @@ def parse_text(name: str, text: str) -> tuple[Any, str | None]:
         value = float(t)
     else:
         return t, f"{name}: must be a whole number, not “{t}”"
-    n = _whole(value)
+    n = S.whole(value)
     if n is not None and n > LIMIT:
         return value, f"{name}: must be at most {LIMIT:,}"
     return value, None
@@ -294,7 +284,7 @@ def parse_count(name: str, text: str, low: int) -> tuple[int | None, str | None]
         return None, message
     if value is None:
         return None, f"{name}: empty"
-    n = _whole(value)
+    n = S.whole(value)
     if n is None:
         return None, f"{name}: must be a whole number, not {value!r}"
     if n < low:
@@ -470,7 +460,7 @@ def positions_of(config: dict) -> int | None:
     """The positions the model was built for (GPT-2's table, the LLaMA family's setting)."""
     value = config.get("n_positions") if config["model_type"] == S.GPT2 else None
     value = value if value is not None else config.get("max_position_embeddings")
-    return _whole(value) if value is not None else None
+    return S.whole(value) if value is not None else None
 
 
 def kv_html(z: Sizes) -> str:

@@ -21,14 +21,14 @@ import numpy as np
 import panel as pn
 import param
 from bokeh.layouts import column, row
-from bokeh.models import ColumnDataSource, RadioButtonGroup, Range1d, Select, TextInput
+from bokeh.models import ColumnDataSource, RadioButtonGroup, Range1d, Select
 from bokeh.palettes import Category10_10
 
 from dashboard.lessons import kvcache as KV
 from dashboard.lessons import scale
 from dashboard.lessons.attention import kv_groups, mask_matrix, top_attended
 from dashboard.views.calculator import presets as calculator_presets
-from dashboard.views.offline import Context, callback, div, index_buttons
+from dashboard.views.offline import Context, callback, div, index_buttons, typed_fields
 from dashboard.views.plots import MatrixPlot, PlotStyle, styled_figure
 from dashboard.views.recipes import manifest_entries
 from dashboard.views.registry import LessonView, Options, draws
@@ -740,29 +740,7 @@ def snapshot(ctx: Context):
         width=220,
         stylesheets=[ctx.stylesheet],
     )
-    inputs = {
-        n: TextInput(
-            value=f"{getattr(s, n):,}",
-            name=f"{n.replace('_', '-')}-input",
-            css_classes=[f"{n.replace('_', '-')}-input"],
-            width=150,
-            stylesheets=[ctx.stylesheet],
-        )
-        for n in LIMITS
-    }
-    messages = {
-        n: div(
-            ctx,
-            "",
-            "message",
-            "error",
-            f"{n.replace('_', '-')}-message",
-            name=f"{n.replace('_', '-')}-message",
-            visible=False,
-            width=300,
-        )
-        for n in LIMITS
-    }
+    inputs, messages = typed_fields(ctx, {n: f"{getattr(s, n):,}" for n in LIMITS}, 150, 300)
     growth_text = div(
         ctx,
         growth_html(name, table[name], s.kv_context, s.kv_batch),

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bokeh.models import ColumnDataSource, CustomJS, Div, InlineStyleSheet, RadioButtonGroup
+from bokeh.models import (
+    ColumnDataSource,
+    CustomJS,
+    Div,
+    InlineStyleSheet,
+    RadioButtonGroup,
+    TextInput,
+)
 
 from dashboard.views.plots import PlotStyle
 from models.bpe import Tokenizer, readable
@@ -200,3 +207,29 @@ def index_buttons(ctx: Context, n: int, active: int, name: str) -> RadioButtonGr
         name=name,
         stylesheets=[ctx.stylesheet],
     )
+
+
+def typed_fields(ctx: Context, values: dict, width: int, message_width: int):
+    """A TextInput per field (``values``: option name -> its text) and a hidden message Div
+    beside each, both named and classed ``<name with dashes>-input`` / ``-message``."""
+    inputs, messages = {}, {}
+    for n, text in values.items():
+        key = n.replace("_", "-")
+        inputs[n] = TextInput(
+            value=text,
+            name=f"{key}-input",
+            css_classes=[f"{key}-input"],
+            width=width,
+            stylesheets=[ctx.stylesheet],
+        )
+        messages[n] = div(
+            ctx,
+            "",
+            "message",
+            "error",
+            f"{key}-message",
+            name=f"{key}-message",
+            visible=False,
+            width=message_width,
+        )
+    return inputs, messages

@@ -19,11 +19,11 @@ import numpy as np
 import panel as pn
 import param
 from bokeh.layouts import column, row
-from bokeh.models import ColumnDataSource, LinearColorMapper, Range1d, Select, Slider, TextInput
+from bokeh.models import ColumnDataSource, LinearColorMapper, Range1d, Select, Slider
 from bokeh.palettes import Greys256
 
 from dashboard.lessons import optim as O
-from dashboard.views.offline import Context, callback, div
+from dashboard.views.offline import Context, callback, div, typed_fields
 from dashboard.views.plots import PlotStyle, styled_figure
 from dashboard.views.registry import LessonView, Options, draws
 from dashboard.views.widgets import OptionSelect, labelled, text_pane
@@ -400,29 +400,7 @@ def snapshot(ctx: Context):
         width=240,
         stylesheets=[ctx.stylesheet],
     )
-    inputs = {
-        n: TextInput(
-            value=repr(values[n]),
-            name=f"{n.replace('_', '-')}-input",
-            css_classes=[f"{n.replace('_', '-')}-input"],
-            width=120,
-            stylesheets=[ctx.stylesheet],
-        )
-        for n in FIELDS
-    }
-    messages = {
-        n: div(
-            ctx,
-            "",
-            "message",
-            "error",
-            f"{n.replace('_', '-')}-message",
-            name=f"{n.replace('_', '-')}-message",
-            visible=False,
-            width=220,
-        )
-        for n in FIELDS
-    }
+    inputs, messages = typed_fields(ctx, {n: repr(values[n]) for n in FIELDS}, 120, 220)
     steps = Slider(
         start=1,
         end=MAX_STEPS,

@@ -37,7 +37,7 @@ function py_repr(v) {
   return `${sign}${mantissa}e${x < 0 ? "-" : "+"}${String(Math.abs(x)).padStart(2, "0")}`;
 }
 
-// scale._whole: a count as a BigInt, or null
+// scale.whole: a count as a BigInt, or null
 function whole(v) {
   if (typeof v === "bigint") return v;
   if (typeof v === "number" && Number.isInteger(v)) return BigInt(v);
