@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from models import corpus as corpus_mod
+from models import run_record
 from models.bpe import DEFAULT_PATTERN, Tokenizer
 from models.bpe import train as train_bpe
 from models.checkpoint import load_model, save_weights
@@ -90,6 +91,7 @@ class Plan:
                 "model": config_key(self.model),
                 "training": self.training.to_dict(),
                 "torch": torch.__version__,
+                "record": run_record.RECORD_FORMAT,  # what the run keeps of itself
             }
         )
 
@@ -342,6 +344,12 @@ def _intact(out: Path, entry: dict) -> bool:
     files = [(entry.get("weights_file"), entry.get("weights_sha256"))]
     decode = entry.get("decode") or {}
     files.append((decode.get("file"), decode.get("sha256")))
+    if "run" in entry:  # a model the build trained: its run's record and gradients
+        run = entry["run"]
+        files += [
+            (run.get("file"), run.get("sha256")),
+            (run.get("grads_file"), run.get("grads_sha256")),
+        ]
     return all(
         name and sha and (out / name).is_file() and sha256_file(out / name) == sha
         for name, sha in files
@@ -383,17 +391,18 @@ def build(plan: Plan, out: Path, corpus_path: str | None = None, force: bool = F
     model = None if force else _trained(out, old, model_key)
     if model is not None:  # only the export changed: the saved weights, re-exported
         print(f"[train] {plan.name}: the saved weights are from this training; re-exporting")
-        kept = ("corpus", "training", "samples")
+        kept = ("corpus", "training", "samples", "run")
         extra = {k: old[k] for k in kept if k in old}
     else:
-        model, extra = train_model(plan, tok, train_text, val_ids, corpus, text)
+        model, extra = train_model(plan, tok, train_text, val_ids, corpus, text, out)
     extra["positions"] = measure_positions(model, val_ids)
     extra["build"] = {"tokenizer_key": tok_key, "model_key": model_key}
     return export_and_record(model, tok, out, plan.name, extra)
 
 
-def train_model(plan: Plan, tok: Tokenizer, train_text: str, val_ids, corpus, text: str):
-    """Train ``plan``'s model; returns it and its manifest fields (corpus, training, samples)."""
+def train_model(plan: Plan, tok: Tokenizer, train_text: str, val_ids, corpus, text: str, out: Path):
+    """Train ``plan``'s model and write its run's record into ``out``; returns the model and
+    its manifest fields (corpus, training, samples, run)."""
     train_ids = encode_corpus(tok, train_text, "encode train")
     print(
         f"[tokenizer] {len(train_ids):,} train / {len(val_ids):,} val tokens, "
@@ -411,7 +420,8 @@ def train_model(plan: Plan, tok: Tokenizer, train_text: str, val_ids, corpus, te
     n, active = count_params(model_config), count_active_params(model_config)
     per_token = f" ({active:,} per token)" if active != n else ""
     print(f"[train] {plan.name}: {n:,} parameters{per_token}")
-    result = train(model_config, train_ids, val_ids, plan.training)
+    recording = run_record.recording_for(plan.training)
+    result = train(model_config, train_ids, val_ids, plan.training, recording=recording)
     print(
         f"[train] {result.seconds:.0f}s: train {result.train_loss:.3f}, val {result.val_loss:.3f}"
         f" nats; unigram baseline {result.unigram_entropy:.3f} "
@@ -447,6 +457,7 @@ def train_model(plan: Plan, tok: Tokenizer, train_text: str, val_ids, corpus, te
             **_routing_record(result, model_config),
         },
         "samples": samples,
+        "run": run_record.write(out, plan.name, result, plan.training),
     }
     return result.model, extra
 

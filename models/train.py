@@ -38,6 +38,15 @@ class TrainConfig:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Recording:
+    """What a run records beside its training loss; none of it changes the weights (the
+    evaluations draw nothing from the batch generator, and the model has no dropout)."""
+
+    eval_every: int = 0  # the validation loss every N steps too (0: only at the end)
+    grad_steps: tuple[int, ...] = ()  # steps whose whole gradient (before clipping) is kept
+
+
 @dataclass
 class TrainResult:
     model: GPT
@@ -53,6 +62,15 @@ class TrainResult:
     # ``routing(model, val_ids)``; None for a dense model
     balance_loss: float | None = None
     routing: dict | None = None
+    lrs: list[float] = field(default_factory=list)  # every step's learning rate
+    # every step's L2 norm of all the weights, those the step's loss was computed with
+    weight_norms: list[float] = field(default_factory=list)
+    # (step, validation loss) of the weights after ``step`` updates: every ``eval_every``, and
+    # the end; the last is ``val_loss``
+    val_history: list[tuple[int, float]] = field(default_factory=list)
+    # step -> every parameter's gradient at that step, before clipping, flattened in
+    # ``named_parameters`` order (float32)
+    grads: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def improvement_over_unigram(self) -> float:
@@ -183,9 +201,12 @@ def train(
     val_ids: np.ndarray,
     cfg: TrainConfig | None = None,
     progress: bool = True,
+    recording: Recording | None = None,
 ) -> TrainResult:
-    """Train a fresh GPT on ``train_ids`` and evaluate it on ``val_ids``."""
+    """Train a fresh GPT on ``train_ids`` and evaluate it on ``val_ids``; ``recording`` says
+    what is kept of the run beside the loss, learning rate and norms of every step."""
     cfg = cfg or TrainConfig()
+    recording = recording or Recording()
     if len(train_ids) <= model_config.block_size + 1:
         raise ValueError(
             f"training split has {len(train_ids)} tokens; need more than the block size "
@@ -209,13 +230,22 @@ def train(
     init_blocks: list[float] = []
     recent: list[float] = []
     balances: list[float] = []
+    lrs: list[float] = []
+    weight_norms: list[float] = []
+    val_history: list[tuple[int, float]] = []
+    grads: dict[int, np.ndarray] = {}
     coef = model_config.router_aux_loss_coef
     t0 = time.perf_counter()
     bar = tqdm(range(cfg.steps), desc="train", unit="step", disable=not progress)
     model.train()
     for step in bar:
+        if recording.eval_every and step % recording.eval_every == 0:
+            val_history.append((step, evaluate(model, val_ids)))
+            model.train()
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
+        lrs.append(lr_at(step, cfg))
+        weight_norms.append(weight_norm(model))
         x, y = _batch(data, model_config.block_size, cfg.batch_size, gen)
         loss, balance = model.losses(x, y)
         objective = loss if balance is None else loss + coef * balance
@@ -223,6 +253,8 @@ def train(
         objective.backward()
         if step == 0:
             init_blocks = block_grad_norms(model)
+        if step in recording.grad_steps:
+            grads[step] = flat_grad(model)
         total = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         grad_norms.append(total.item())
         opt.step()
@@ -235,6 +267,7 @@ def train(
         bar.set_postfix(**shown, lr=f"{lr_at(step, cfg):.1e}")
     bar.close()
     val = evaluate(model, val_ids)
+    val_history.append((cfg.steps, val))
     seconds = time.perf_counter() - t0  # training and the validation loss, as for every model
     routed = routing(model, val_ids) if model_config.mlp == "moe" else None
     model.eval()
@@ -249,7 +282,27 @@ def train(
         init_block_grad_norms=init_blocks,
         balance_loss=sum(balances) / len(balances) if balances else None,
         routing=routed,
+        lrs=lrs,
+        weight_norms=weight_norms,
+        val_history=val_history,
+        grads=grads,
     )
+
+
+@torch.no_grad()
+def weight_norm(model: GPT) -> float:
+    """The L2 norm of all the model's parameters together (tied weights counted once)."""
+    return torch.linalg.vector_norm(torch.cat([p.reshape(-1) for p in model.parameters()])).item()
+
+
+def flat_grad(model: GPT) -> np.ndarray:
+    """Every parameter's gradient, flattened in ``named_parameters`` order (zeros where a
+    parameter has none), as float32."""
+    parts = [
+        (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+        for p in model.parameters()
+    ]
+    return torch.cat(parts).detach().float().numpy().copy()
 
 
 def block_grad_norms(model: GPT) -> list[float]:

@@ -368,3 +368,19 @@ def cut_titles(page) -> list[str]:
 def cut_text(page) -> list[str]:
     """Up to 12 shown texts cut by their box or the window (see JS_CUT_TEXT)."""
     return page.evaluate(JS_CUT_TEXT)
+
+
+# The screen position of a figure's legend entry ``i``: the legend's box in its canvas.
+LEGEND_ENTRY = """([name, i]) => {
+  const doc = Bokeh.documents.find(d => d.get_model_by_name(name));
+  const view = Bokeh.index.find_one(doc.get_model_by_name(name));
+  const legend = [...view.renderer_views.values()].find(v => v.model.click_policy === 'hide');
+  const rect = view.canvas_view.el.getBoundingClientRect();
+  const b = legend.bbox, n = legend.model.items.length;
+  return {x: rect.left + b.left + 12, y: rect.top + b.top + (i + 0.5) * b.height / n};
+}"""
+VISIBLE = """([name, i]) => {
+  const doc = Bokeh.documents.find(d => d.get_model_by_name(name));
+  const legend = doc.get_model_by_name(name).center.find(m => m.click_policy === 'hide');
+  return legend.items[i].renderers.map(r => r.visible);
+}"""

@@ -8,6 +8,7 @@ column; a tablet on its side (1024×768) keeps the sidebar.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -17,6 +18,8 @@ from dashboard.views import registry
 from export.snapshot import export_snapshot
 from tests.browser_support import (
     IMAGES,
+    LEGEND_ENTRY,
+    VISIBLE,
     cut_titles,
     open_offline,
     overflow,
@@ -92,6 +95,7 @@ FIGURE = {
     "calculator": "calculator-params",
     "loss": "loss-figure",
     "optimizers": "optim-paths",
+    "run": "run-loss",
 }
 
 
@@ -194,6 +198,12 @@ def tap_optimizers(page):
     page.wait_for_function(f"() => ({URL_OF})().get('lr') === '0.05'")
 
 
+def tap_run(page):
+    at = page.evaluate(LEGEND_ENTRY, ["run-loss", 0])
+    page.touchscreen.tap(at["x"], at["y"])
+    page.wait_for_function(f"() => !({VISIBLE})({json.dumps(['run-loss', 0])}).some(v => v)")
+
+
 TAPS = {
     "attention": tap_attention,
     "mask": tap_mask,
@@ -211,6 +221,7 @@ TAPS = {
     "calculator": tap_calculator,
     "loss": tap_loss,
     "optimizers": tap_optimizers,
+    "run": tap_run,
 }
 
 

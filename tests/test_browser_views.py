@@ -249,6 +249,7 @@ LESSON_PLOTS["moe"] = ["moe-routes-fig", "moe-router-fig", "moe-shares-fig"]
 LESSON_PLOTS["calculator"] = ["calculator-params"]
 LESSON_PLOTS["loss"] = ["loss-figure"]
 LESSON_PLOTS["optimizers"] = ["optim-paths", "optim-loss"]
+LESSON_PLOTS["run"] = ["run-loss", "run-lr", "run-grad", "run-weights"]
 ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "attention": ["heatmap", "grid"],
     "mask": LESSON_PLOTS["mask"],
@@ -264,6 +265,7 @@ ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "kv": ["kv-diagram"],
     "moe": ["moe-routes-fig", "moe-router-fig"],
     "loss": ["loss-figure"],
+    "run": ["run-loss"],
     "optimizers": [],  # the fields come first; the figures sit below them
     "calculator": [],  # the headline is above the fold; the figure sits below the fields
 }

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.gpt import GPTConfig
-from models.train import TrainConfig, evaluate, lr_at, train, unigram_entropy
+from models.gpt import GPT, GPTConfig
+from models.train import Recording, TrainConfig, evaluate, lr_at, train, unigram_entropy
 
 
 def test_lr_schedule_warmup_then_cosine():
@@ -67,3 +67,34 @@ def test_evaluate_equals_mean_cross_entropy():
 def test_too_little_data_is_a_clear_error():
     with pytest.raises(ValueError, match="block size"):
         train(MODEL, _data(0, 10), _data(1, 600), QUICK, progress=False)
+
+
+def test_recording_a_run_leaves_its_weights_alone():
+    """The evaluations and kept gradients draw nothing from the batch generator."""
+    plain = train(MODEL, _data(0, 4000), _data(1, 600), QUICK, progress=False)
+    rec = Recording(eval_every=7, grad_steps=(0, 30))
+    kept = train(MODEL, _data(0, 4000), _data(1, 600), QUICK, progress=False, recording=rec)
+    assert kept.history == plain.history
+    for pa, pb in zip(plain.model.parameters(), kept.model.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert [s for s, _ in kept.val_history] == [*range(0, QUICK.steps, 7), QUICK.steps]
+    assert kept.val_history[-1][1] == kept.val_loss
+    assert sorted(kept.grads) == [0, 30]
+
+
+def test_a_runs_record_agrees_with_torch():
+    rec = Recording(eval_every=10, grad_steps=(0, 59))
+    r = train(MODEL, _data(0, 4000), _data(1, 600), QUICK, progress=False, recording=rec)
+    assert r.lrs == pytest.approx([lr_at(s, QUICK) for s in range(QUICK.steps)])
+    # the initial weights: the same seed draws them again
+    torch.manual_seed(QUICK.seed)
+    fresh = GPT(MODEL)
+    every = torch.cat([p.detach().reshape(-1) for p in fresh.parameters()])
+    assert r.weight_norms[0] == pytest.approx(torch.linalg.vector_norm(every).item(), rel=1e-6)
+    assert r.val_history[0][1] == pytest.approx(evaluate(fresh, _data(1, 600)), rel=1e-6)
+    assert r.weight_norms[-1] != r.weight_norms[0]
+    # the kept gradient is the one clip_grad_norm_ measured, before clipping
+    for step in (0, 59):
+        norm = np.linalg.norm(r.grads[step].astype(np.float64))
+        assert norm == pytest.approx(r.grad_norms[step], rel=1e-5)
+        assert len(r.grads[step]) == fresh.num_params()

@@ -9,9 +9,13 @@ and why a transformer trains on a whole block in parallel.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from dashboard.lessons import precision as P
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -50,3 +54,143 @@ def text_loss(logits: np.ndarray, ids, top: int = 3) -> TextLoss:
     mean = float(losses.mean())
     order = np.lexsort((np.arange(len(losses)), -losses))[:top]
     return TextLoss(losses, np.exp(-losses), mean, float(np.exp(mean)), [int(i) for i in order])
+
+
+# -- the build's record of a training run -------------------------------------------------------
+@dataclass(frozen=True)
+class RunRecord:
+    """One model's run as the build recorded it (``<name>-run.json``, see
+    ``models/run_record.py``): per step the training loss, learning rate, gradient norm before
+    clipping and weight norm; the validation loss at ``val_steps``; the steps whose gradients
+    were kept, ``grad_sample`` (steps, k) float32 values of them, and the whole gradients' casts
+    as the build's torch counted them."""
+
+    steps: int
+    warmup_steps: int
+    grad_clip: float
+    loss: np.ndarray  # NaN where a step's loss was not finite
+    lr: np.ndarray
+    grad_norm: np.ndarray
+    weight_norm: np.ndarray
+    val_steps: np.ndarray
+    val_loss: np.ndarray
+    grad_steps: list[int]
+    grad_of: int  # how many gradient values each kept step had in all
+    grad_sample: np.ndarray
+    whole: list[dict]  # per kept step: its norm and the counts of each cast ("fp16@8": {...})
+
+
+def _floats(values) -> np.ndarray:
+    return np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def read_run(static_dir, entry: dict) -> RunRecord:
+    """The run record of manifest ``entry`` from ``static_dir``. ValueError, saying why, for a
+    model the build did not train (an imported checkpoint) or a record that is missing."""
+    run = entry.get("run")
+    if not run:
+        raise ValueError(
+            f"{entry.get('name', 'this model')} was not trained by the build (imported "
+            "weights), so there is no record of its training run"
+        )
+    folder = Path(static_dir)
+    try:
+        r = json.loads((folder / run["file"]).read_text())
+        sample = np.load(folder / run["grads_file"], allow_pickle=False)
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"the record of {entry.get('name')}'s run cannot be read: {err}") from err
+    g = r["gradients"]
+    return RunRecord(
+        steps=int(r["steps"]),
+        warmup_steps=int(r["warmup_steps"]),
+        grad_clip=float(r["grad_clip"]),
+        loss=_floats(r["loss"]),
+        lr=_floats(r["lr_schedule"]),
+        grad_norm=_floats(r["grad_norm"]),
+        weight_norm=_floats(r["weight_norm"]),
+        val_steps=np.asarray(r["val"]["step"], dtype=np.int64),
+        val_loss=_floats(r["val"]["loss"]),
+        grad_steps=[int(s) for s in g["steps"]],
+        grad_of=int(g["of"]),
+        grad_sample=np.asarray(sample, dtype=np.float32),
+        whole=list(g["whole"]),
+    )
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """The trailing mean of the last ``window`` values at every step (fewer at the start),
+    NaNs skipped: how the build's progress bar reports the loss."""
+    x = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(x)
+    total = np.concatenate([[0.0], np.cumsum(np.where(ok, x, 0.0))])
+    count = np.concatenate([[0], np.cumsum(ok)])
+    i = np.arange(1, len(x) + 1)
+    lo = np.maximum(i - window, 0)
+    n = count[i] - count[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (total[i] - total[lo]) / np.maximum(n, 1), np.nan)
+
+
+# -- mixed precision: what a half-precision cast does to gradients -------------------------------
+FATES = ("zero", "flushed", "subnormal", "normal", "overflow")
+
+
+def gradient_fates(values, fmt: str = "fp16", log2_scale: int = 0) -> dict[str, int]:
+    """What casting ``values`` (float32 gradients) × 2**log2_scale to ``fmt`` (fp16 or bf16,
+    round to nearest even) does to each: ``zero`` (it was 0), ``flushed`` (non-zero, now 0),
+    ``subnormal`` (kept with fewer significant bits), ``normal`` or ``overflow`` (±inf).
+    Counts, summing to ``len(values)``; the thresholds come from the format's finfo."""
+    if fmt not in ("fp16", "bf16"):
+        raise ValueError(f"gradients are cast to fp16 or bf16, not {fmt!r}")
+    info = P.format_info(fmt)
+    x = np.abs(np.asarray(values, dtype=np.float64)) * 2.0**log2_scale  # exact: a power of two
+    sub, tiny = info.smallest_subnormal, info.smallest_normal
+    zero = x == 0
+    # Round to nearest, ties to even: half the smallest subnormal rounds to 0 (even), anything
+    # above it up; halfway from the largest subnormal to the smallest normal rounds up (even);
+    # from max plus half its spacing on, to infinity (max's last bit is odd).
+    flushed = ~zero & (x <= sub / 2)
+    subnormal = (x > sub / 2) & (x < tiny - sub / 2)
+    overflow = x >= info.overflow_threshold
+    normal = ~(zero | flushed | subnormal | overflow)
+    return {
+        "zero": int(zero.sum()),
+        "flushed": int(flushed.sum()),
+        "subnormal": int(subnormal.sum()),
+        "normal": int(normal.sum()),
+        "overflow": int(overflow.sum()),
+    }
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run in a few figures, each from its record."""
+
+    val_start: float  # the validation loss of the initial weights
+    val_end: float
+    best_val: float
+    best_step: int  # where the validation loss was lowest
+    train_end: float  # the training loss, mean of the last ``SMOOTH`` steps (the manifest's)
+    clipped: int  # steps whose gradient norm exceeded the clip (so clipping scaled it down)
+    grad_median: float
+    weight_start: float
+    weight_end: float
+
+
+SMOOTH = 50  # steps averaged, as the build's progress bar and the manifest do
+
+
+def run_summary(rec: RunRecord) -> RunSummary:
+    """:class:`RunSummary` of ``rec``."""
+    best = int(np.nanargmin(rec.val_loss))
+    return RunSummary(
+        val_start=float(rec.val_loss[0]),
+        val_end=float(rec.val_loss[-1]),
+        best_val=float(rec.val_loss[best]),
+        best_step=int(rec.val_steps[best]),
+        train_end=float(np.nanmean(rec.loss[-SMOOTH:])),
+        clipped=int(np.sum(rec.grad_norm > rec.grad_clip)),
+        grad_median=float(np.nanmedian(rec.grad_norm)),
+        weight_start=float(rec.weight_norm[0]),
+        weight_end=float(rec.weight_norm[-1]),
+    )

@@ -19,6 +19,7 @@ from dashboard.views import (
     residual,
     sampling,
     tiles,
+    trainrun,
 )
 from dashboard.views.registry import LESSONS, Lesson, LessonView, register
 
@@ -127,6 +128,14 @@ register(
     loss.LossLesson,
     loss.snapshot,
     about=loss.ABOUT,
+)
+register(
+    "run",
+    "The training run",
+    "Training",
+    trainrun.TrainRunLesson,
+    trainrun.snapshot,
+    about=trainrun.ABOUT,
 )
 register(
     "optimizers",

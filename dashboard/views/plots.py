@@ -21,6 +21,7 @@ from bokeh.models import (
     CustomJSHover,
     FixedTicker,
     HoverTool,
+    Legend,
     LinearColorMapper,
     NoOverlap,
     Range1d,
@@ -878,3 +879,16 @@ class SignedBars:
             top=values.tolist(),
             color=[pos if v >= 0 else neg for v in values],
         )
+
+
+def add_legend(fig, style: PlotStyle, items: list, where: str, click_hides: bool = False) -> None:
+    """A legend of the theme's colours over a light background at ``where``; with
+    ``click_hides``, a click (a tap) on an entry hides its lines."""
+    legend = Legend(items=items, location=where, label_text_font_size=style.tick)
+    legend.background_fill_alpha = 0.6
+    legend.background_fill_color = style.background
+    legend.label_text_color = style.text
+    legend.border_line_color = None
+    if click_hides:
+        legend.click_policy = "hide"
+    fig.add_layout(legend)

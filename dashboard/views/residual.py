@@ -32,7 +32,7 @@ from bokeh.models import (
 from dashboard.lessons import norms as N
 from dashboard.lessons import residual as R
 from dashboard.views.offline import Context, callback, div, index_buttons
-from dashboard.views.plots import PlotStyle, styled_figure
+from dashboard.views.plots import PlotStyle, add_legend, styled_figure
 from dashboard.views.registry import LessonView, Options, draws
 from dashboard.views.widgets import choice_group, index_group, labelled, text_pane
 from models.runtime import EngineError
@@ -362,7 +362,7 @@ def loss_figure(style: PlotStyle, rec: R.NormPosition | None):
         lw = 3 if style.classroom else 1.5
         r = fig.line("step", "loss", source=src, color=ORDER_COLORS[order], line_width=lw)
         items.append(LegendItem(label=R.ORDERS[order], renderers=[r]))
-    _legend(fig, style, items, "top_right")
+    add_legend(fig, style, items, "top_right")
     return fig
 
 
@@ -405,17 +405,8 @@ def grads_figure(style: PlotStyle, rec: R.NormPosition | None):
         fig.xaxis.ticker = FixedTicker(ticks=list(range(rec.n_layer)))
         fig.yaxis.ticker = FixedTicker(ticks=log_ticks(rec))
     fig.add_tools(HoverTool(tooltips=[("block", "@block"), ("‖gradient‖", "@norm{0.0000}")]))
-    _legend(fig, style, items, "center_right")
+    add_legend(fig, style, items, "center_right")
     return fig
-
-
-def _legend(fig, style: PlotStyle, items: list, where: str) -> None:
-    legend = Legend(items=items, location=where, label_text_font_size=style.tick)
-    legend.background_fill_alpha = 0.6
-    legend.background_fill_color = style.background
-    legend.label_text_color = style.text
-    legend.border_line_color = None
-    fig.add_layout(legend)
 
 
 def verdict_html(rec: R.NormPosition, v: R.Verdict, unigram: float | None) -> str:
