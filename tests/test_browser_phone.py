@@ -96,6 +96,7 @@ FIGURE = {
     "loss": "loss-figure",
     "optimizers": "optim-paths",
     "run": "run-loss",
+    "mixed": "mixed-hist",
 }
 
 
@@ -204,6 +205,12 @@ def tap_run(page):
     page.wait_for_function(f"() => !({VISIBLE})({json.dumps(['run-loss', 0])}).some(v => v)")
 
 
+def tap_mixed(page):
+    page.locator(".mixed-step button").filter(has_text=re.compile(r"^3$")).tap()
+    page.wait_for_function(f"() => ({URL_OF})().get('mps') === '3'")
+    expect(page.locator(".mixed-text")).to_contain_text("at step 999 of 1000")
+
+
 TAPS = {
     "attention": tap_attention,
     "mask": tap_mask,
@@ -222,6 +229,7 @@ TAPS = {
     "loss": tap_loss,
     "optimizers": tap_optimizers,
     "run": tap_run,
+    "mixed": tap_mixed,
 }
 
 

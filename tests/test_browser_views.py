@@ -250,6 +250,7 @@ LESSON_PLOTS["calculator"] = ["calculator-params"]
 LESSON_PLOTS["loss"] = ["loss-figure"]
 LESSON_PLOTS["optimizers"] = ["optim-paths", "optim-loss"]
 LESSON_PLOTS["run"] = ["run-loss", "run-lr", "run-grad", "run-weights"]
+LESSON_PLOTS["mixed"] = ["mixed-hist"]
 ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "attention": ["heatmap", "grid"],
     "mask": LESSON_PLOTS["mask"],
@@ -266,6 +267,7 @@ ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "moe": ["moe-routes-fig", "moe-router-fig"],
     "loss": ["loss-figure"],
     "run": ["run-loss"],
+    "mixed": ["mixed-hist"],
     "optimizers": [],  # the fields come first; the figures sit below them
     "calculator": [],  # the headline is above the fold; the figure sits below the fields
 }

@@ -10,6 +10,7 @@ from dashboard.views import (
     kvcache,
     loss,
     mask,
+    mixed,
     moe,
     optimizers,
     positions,
@@ -136,6 +137,15 @@ register(
     trainrun.TrainRunLesson,
     trainrun.snapshot,
     about=trainrun.ABOUT,
+)
+register(
+    "mixed",
+    "Mixed precision",
+    "Training",
+    mixed.MixedLesson,
+    mixed.snapshot,
+    about=mixed.ABOUT,
+    options=mixed.MixedOptions,
 )
 register(
     "optimizers",
