@@ -43,7 +43,7 @@ def fates(grad: np.ndarray, dtype: torch.dtype, log2_scale: int = 0) -> dict[str
     """What a torch cast of ``grad`` × 2**log2_scale to ``dtype`` does to each value: ``zero``
     (it was 0), ``flushed`` (non-zero, now 0), ``subnormal``, ``normal`` (finite, at full
     precision) or ``overflow`` (±inf). Counts; they sum to ``grad.size``."""
-    g = torch.from_numpy(np.ascontiguousarray(grad, dtype=np.float32))
+    g = torch.tensor(np.asarray(grad, dtype=np.float32))  # a copy: the values may be read-only
     scaled = g * (2.0**log2_scale)  # a power of two: exact in float32
     y = scaled.to(dtype)
     tiny = torch.finfo(dtype).tiny

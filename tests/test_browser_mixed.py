@@ -50,7 +50,7 @@ def test_the_view_counts_torchs_casts_of_the_saved_gradients(engine, model):
             assert f"<td class='num'>{_pct(flushed, rec.grad_of)}</td>" in view._whole.object
         # the bars: the sample's binades, shifted by k
         got = dict(zip(view._f.source.data["x"], view._f.source.data["top"], strict=True))
-        g = torch.from_numpy(rec.grad_sample[step])
+        g = torch.tensor(rec.grad_sample[step])
         e = (torch.frexp(g[g != 0]).exponent - 1 + k).numpy()  # |g| in [2**e, 2**(e+1))
         ref = dict(zip(*np.unique(e, return_counts=True), strict=True))
         assert {x - 0.5: t for x, t in got.items()} == {float(a): int(b) for a, b in ref.items()}
@@ -83,7 +83,7 @@ def test_the_snapshot_swaps_the_views_texts(engine, browser, tmp_path):
               d.get_model_by_name('mixed-step').active = {step};
               d.get_model_by_name('mixed-scale').value = {k}; }}"""
         )
-        want = V.counts_html("anatomy-gpt", rec, step, k)
+        want = V.counts_html("anatomy-gpt", rec, step, k, V.M.binade_counts(rec.grad_sample[step]))
         page.wait_for_function(
             "(w) => Bokeh.documents[0].get_model_by_name('mixed-text').text === w", arg=want
         )

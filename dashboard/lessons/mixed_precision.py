@@ -10,9 +10,9 @@ pass done in fp16 (which also rounds every intermediate).
 
 A cast of x × 2**k depends on x's binade (its exponent) and, only in the binade at each of a
 format's three boundaries, on where in the binade x lies. :func:`binade_counts` keeps exactly
-what the boundaries need, so :func:`fates_from_binades` gives the same counts as
-:func:`dashboard.lessons.training.gradient_fates` for every integer k from a few hundred
-integers instead of the values (what the snapshot embeds).
+what the boundaries need, so :func:`fates_from_binades` gives exactly the counts of casting
+the values themselves, for every integer k ≥ 0, from a few hundred integers (tested against
+torch's casts).
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ def boundaries(fmt: str) -> dict[str, int]:
 
 def fates_from_binades(b: Binades, fmt: str = "fp16", log2_scale: int = 0) -> dict[str, int]:
     """What casting the values counted in ``b``, × 2**log2_scale, to ``fmt`` (round to nearest,
-    ties to even) does to them: the counts ``training.gradient_fates`` gives the values."""
+    ties to even) does to them: ``zero`` (it was 0), ``flushed`` (non-zero, now 0),
+    ``subnormal``, ``normal`` or ``overflow`` (±inf); counts summing to ``b.n``."""
     f = boundaries(fmt)
     e = np.arange(LOW, HIGH + 1) + int(log2_scale)  # each binade's exponent once scaled
     t, p = b.total, f["p"]

@@ -230,7 +230,8 @@ class NormPosition:
     n_embd: int
 
 
-def _floats(values) -> np.ndarray:
+def floats_or_nan(values) -> np.ndarray:
+    """JSON numbers as float64, its nulls (a diverged run's) as NaN."""
     return np.asarray([math.nan if v is None else float(v) for v in values], dtype=np.float64)
 
 
@@ -242,9 +243,9 @@ def norm_position(record: dict) -> NormPosition:
         val = r.get("val_loss")
         runs[order] = Run(
             order=order,
-            loss=_floats(r["loss"]),
-            grad_norm=_floats(r["grad_norm"]),
-            init_block_grad_norms=_floats(r["init_block_grad_norms"]),
+            loss=floats_or_nan(r["loss"]),
+            grad_norm=floats_or_nan(r["grad_norm"]),
+            init_block_grad_norms=floats_or_nan(r["init_block_grad_norms"]),
             val_loss=math.nan if val is None else float(val),
             diverged=bool(r.get("diverged")),
         )

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from dashboard.lessons import precision as P
+from dashboard.lessons.residual import floats_or_nan
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -57,7 +58,7 @@ def text_loss(logits: np.ndarray, ids, top: int = 3) -> TextLoss:
 
 
 # -- the build's record of a training run -------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: one per record, shared
 class RunRecord:
     """One model's run as the build recorded it (``<name>-run.json``, see
     ``models/run_record.py``): per step the training loss, learning rate, gradient norm before
@@ -80,10 +81,6 @@ class RunRecord:
     whole: list[dict]  # per kept step: its norm and the counts of each cast ("fp16@8": {...})
 
 
-def _floats(values) -> np.ndarray:
-    return np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-
-
 def read_run(static_dir, entry: dict) -> RunRecord:
     """The run record of manifest ``entry`` from ``static_dir``. ValueError, saying why, for a
     model the build did not train (an imported checkpoint) or a record that is missing."""
@@ -93,23 +90,30 @@ def read_run(static_dir, entry: dict) -> RunRecord:
             f"{entry.get('name', 'this model')} was not trained by the build (imported "
             "weights), so there is no record of its training run"
         )
-    folder = Path(static_dir)
     try:
-        r = json.loads((folder / run["file"]).read_text())
-        sample = np.load(folder / run["grads_file"], allow_pickle=False)
+        return _read(Path(static_dir), run["file"], run["grads_file"], run.get("sha256"))
     except (OSError, ValueError, KeyError) as err:
         raise ValueError(f"the record of {entry.get('name')}'s run cannot be read: {err}") from err
+
+
+@lru_cache(maxsize=32)
+def _read(folder: Path, file: str, grads_file: str, sha256: str | None) -> RunRecord:
+    """Read once per record (its hash in the key: a rebuilt one is read again); every session
+    shares the frozen, read-only result."""
+    r = json.loads((folder / file).read_text())
+    sample = np.load(folder / grads_file, allow_pickle=False)
+    sample.setflags(write=False)
     g = r["gradients"]
     return RunRecord(
         steps=int(r["steps"]),
         warmup_steps=int(r["warmup_steps"]),
         grad_clip=float(r["grad_clip"]),
-        loss=_floats(r["loss"]),
-        lr=_floats(r["lr_schedule"]),
-        grad_norm=_floats(r["grad_norm"]),
-        weight_norm=_floats(r["weight_norm"]),
+        loss=floats_or_nan(r["loss"]),
+        lr=floats_or_nan(r["lr_schedule"]),
+        grad_norm=floats_or_nan(r["grad_norm"]),
+        weight_norm=floats_or_nan(r["weight_norm"]),
         val_steps=np.asarray(r["val"]["step"], dtype=np.int64),
-        val_loss=_floats(r["val"]["loss"]),
+        val_loss=floats_or_nan(r["val"]["loss"]),
         grad_steps=[int(s) for s in g["steps"]],
         grad_of=int(g["of"]),
         grad_sample=np.asarray(sample, dtype=np.float32),
@@ -129,37 +133,6 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     n = count[i] - count[lo]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, (total[i] - total[lo]) / np.maximum(n, 1), np.nan)
-
-
-# -- mixed precision: what a half-precision cast does to gradients -------------------------------
-FATES = ("zero", "flushed", "subnormal", "normal", "overflow")
-
-
-def gradient_fates(values, fmt: str = "fp16", log2_scale: int = 0) -> dict[str, int]:
-    """What casting ``values`` (float32 gradients) × 2**log2_scale to ``fmt`` (fp16 or bf16,
-    round to nearest even) does to each: ``zero`` (it was 0), ``flushed`` (non-zero, now 0),
-    ``subnormal`` (kept with fewer significant bits), ``normal`` or ``overflow`` (±inf).
-    Counts, summing to ``len(values)``; the thresholds come from the format's finfo."""
-    if fmt not in ("fp16", "bf16"):
-        raise ValueError(f"gradients are cast to fp16 or bf16, not {fmt!r}")
-    info = P.format_info(fmt)
-    x = np.abs(np.asarray(values, dtype=np.float64)) * 2.0**log2_scale  # exact: a power of two
-    sub, tiny = info.smallest_subnormal, info.smallest_normal
-    zero = x == 0
-    # Round to nearest, ties to even: half the smallest subnormal rounds to 0 (even), anything
-    # above it up; halfway from the largest subnormal to the smallest normal rounds up (even);
-    # from max plus half its spacing on, to infinity (max's last bit is odd).
-    flushed = ~zero & (x <= sub / 2)
-    subnormal = (x > sub / 2) & (x < tiny - sub / 2)
-    overflow = x >= info.overflow_threshold
-    normal = ~(zero | flushed | subnormal | overflow)
-    return {
-        "zero": int(zero.sum()),
-        "flushed": int(flushed.sum()),
-        "subnormal": int(subnormal.sum()),
-        "normal": int(normal.sum()),
-        "overflow": int(overflow.sum()),
-    }
 
 
 @dataclass(frozen=True)

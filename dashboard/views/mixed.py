@@ -11,6 +11,7 @@ casts); the snapshot swaps the texts it holds for every step and scale and shift
 from __future__ import annotations
 
 import html
+from functools import lru_cache
 from typing import ClassVar
 
 import numpy as np
@@ -108,12 +109,12 @@ def _pct(n: int, total: int) -> str:
     return f"{pct:.2f}%" if pct >= 0.01 else "< 0.01%"
 
 
-def counts_html(name: str, rec: TR.RunRecord, i: int, k: int) -> str:
-    """What fp16 at scale 2**k does to the sample of recorded step ``i``, in words (HTML)."""
-    sample = rec.grad_sample[i]
-    n = len(sample)
-    got = M.fates_from_binades(M.binade_counts(sample), "fp16", k)
-    bf = M.fates_from_binades(M.binade_counts(sample), "bf16", 0)
+def counts_html(name: str, rec: TR.RunRecord, i: int, k: int, b: M.Binades) -> str:
+    """What fp16 at scale 2**k does to the sample of recorded step ``i`` (its binades ``b``),
+    in words (HTML)."""
+    n = b.n
+    got = M.fates_from_binades(b, "fp16", k)
+    bf = M.fates_from_binades(b, "bf16", 0)
     step = rec.grad_steps[i]
     items = "".join(
         f"<li><span style='color:{FATE_COLORS[f]}'>■</span> {FATE_WORDS[f]}: "
@@ -204,6 +205,12 @@ class Figures:
         self.source.data = bars(b, k)
 
 
+@lru_cache(maxsize=32)
+def _binades(rec: TR.RunRecord, i: int) -> M.Binades:
+    """Recorded step ``i``'s binades, counted once (a slider move only shifts them)."""
+    return M.binade_counts(rec.grad_sample[i])
+
+
 def trained(engine) -> list[str]:
     return [m for m in engine.model_names if "run" in engine.entry(m)]
 
@@ -256,8 +263,9 @@ class MixedLesson(LessonView):
         self._message.visible = False
         rec = TR.read_run(s.engine.static_dir, s.engine.entry(s.model))
         i = min(s.mp_step, len(rec.grad_steps) - 1)
-        self._f.draw(M.binade_counts(rec.grad_sample[i]), s.mp_scale)
-        self._text.object = counts_html(s.model, rec, i, s.mp_scale)
+        b = _binades(rec, i)
+        self._f.draw(b, s.mp_scale)
+        self._text.object = counts_html(s.model, rec, i, s.mp_scale, b)
         self._whole.object = whole_html(rec, i)
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -279,10 +287,10 @@ def snapshot(ctx: Context):
     sel = ctx.selection
     i, k = min(sel.mp_step, len(rec.grad_steps) - 1), sel.mp_scale
     figs = Figures(ctx.style)
-    binades = [M.binade_counts(g) for g in rec.grad_sample]
+    binades = [_binades(rec, j) for j in range(len(rec.grad_steps))]
     figs.draw(binades[i], k)
     texts = [
-        [counts_html(ctx.model, rec, j, q) for q in range(MAX_SCALE + 1)]
+        [counts_html(ctx.model, rec, j, q, binades[j]) for q in range(MAX_SCALE + 1)]
         for j in range(len(binades))
     ]
     every = [bars(b, 0) for b in binades]  # at scale 1; the page shifts and recolours them
