@@ -4,7 +4,9 @@ Three models by default, trained the same way on the same data: anatomy-gpt (GPT
 recipe), anatomy-llama (LLaMA's: RMSNorm, RoPE, SwiGLU, grouped-query attention, no biases),
 with a parameter count within a few per cent of the GPT's, and anatomy-moe (the LLaMA recipe
 with Mixtral's mixture of experts in every MLP: 4 experts of half the LLaMA width, top-2
-routing, a load-balancing loss). ``--recipe gpt``, ``llama`` or ``moe`` builds one.
+routing, a load-balancing loss). Beside them anatomy-translator, an encoder-decoder that
+writes numbers in words (models/translator_build.py). ``--recipe gpt``, ``llama``, ``moe`` or
+``translator`` builds one.
 
 Each step is skipped when its output is up to date (same inputs, file present and intact): a
 change to the export alone re-exports the saved weights without retraining; ``--force`` redoes
@@ -538,7 +540,9 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", type=Path, help="output folder (default: static/)")
-    p.add_argument("--recipe", choices=RECIPES, help="build one model (default: all)")
+    p.add_argument(
+        "--recipe", choices=(*RECIPES, "translator"), help="build one model (default: all)"
+    )
     p.add_argument("--name", help="model name in the manifest (with --recipe or --from-hf)")
     p.add_argument("--corpus", help="train on this UTF-8 text file instead of the stdlib")
     p.add_argument("--vocab", type=int, default=DEFAULT_VOCAB, help="BPE vocabulary size")
@@ -562,11 +566,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             out = args.out or (QUICK_DIR if args.quick else STATIC_DIR)
             entries = []
-            for plan in plans(args):
+            for plan in [] if args.recipe == "translator" else plans(args):
                 torch.set_num_threads(plan.training.threads)
                 entries.append(build(plan, out, args.corpus, args.force))
             if not args.recipe:  # the build's own measurements, beside the models
                 build_norm_position(out, args.corpus, args.quick, entries[0])
+            if args.recipe in (None, "translator"):  # an encoder-decoder of its own task
+                from models.translator_build import build_translator
+
+                build_translator(out, args.quick, args.force)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -253,9 +253,9 @@ class Engine:
             record, hint = self.entry(model), REBUILD_HINT
         else:
             record, hint = self.variant(model, precision), LOWP_HINT
-        return self._shared(self.static_dir / record["file"], record, hint)
+        return self.shared_session(self.static_dir / record["file"], record, hint)
 
-    def _shared(
+    def shared_session(
         self,
         path: Path,
         record: dict,
@@ -440,7 +440,9 @@ class Engine:
 
     def _decoder(self, model: str) -> _Session:
         record = self.entry(model)["decode"]
-        return self._shared(self.static_dir / record["file"], record, required=DECODE_OUTPUTS)
+        return self.shared_session(
+            self.static_dir / record["file"], record, required=DECODE_OUTPUTS
+        )
 
     def next_logits(self, model: str, ids) -> np.ndarray:
         """The logits (vocab,) of the token after ``ids``, for generation.
