@@ -97,6 +97,9 @@ FIGURE = {
     "optimizers": "optim-paths",
     "run": "run-loss",
     "mixed": "mixed-hist",
+    "encoder": "tr-encoder",
+    "decoder": "tr-decoder",
+    "cross": "tr-cross",
 }
 
 
@@ -211,6 +214,26 @@ def tap_mixed(page):
     expect(page.locator(".mixed-text")).to_contain_text("at step 999 of 1000")
 
 
+def tap_encoder(page):
+    page.locator(".tr-number input").fill("42")
+    page.locator(".tr-number input").press("Enter")
+    page.wait_for_function(f"() => ({URL_OF})().get('num') === '42'")
+    expect(page.locator(".tr-verdict-pane")).to_contain_text("forty-two")
+
+
+def tap_decoder(page):
+    page.locator(".tr-feed button").filter(has_text="free running").tap()
+    page.wait_for_function(f"() => ({URL_OF})().get('trf') === 'free'")
+    expect(page.locator(".tr-decoder-text")).to_contain_text("Free running")
+
+
+def tap_cross(page):
+    page.locator(".tr-step .noUi-handle").tap()
+    page.locator(".tr-step .noUi-handle").press("ArrowLeft")
+    page.wait_for_function(f"() => ({URL_OF})().get('trs') === '9'")
+    expect(page.locator(".tr-cross-text")).to_contain_text("Step 6 of 6")
+
+
 TAPS = {
     "attention": tap_attention,
     "mask": tap_mask,
@@ -230,6 +253,9 @@ TAPS = {
     "optimizers": tap_optimizers,
     "run": tap_run,
     "mixed": tap_mixed,
+    "encoder": tap_encoder,
+    "decoder": tap_decoder,
+    "cross": tap_cross,
 }
 
 

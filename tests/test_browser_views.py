@@ -251,6 +251,7 @@ LESSON_PLOTS["loss"] = ["loss-figure"]
 LESSON_PLOTS["optimizers"] = ["optim-paths", "optim-loss"]
 LESSON_PLOTS["run"] = ["run-loss", "run-lr", "run-grad", "run-weights"]
 LESSON_PLOTS["mixed"] = ["mixed-hist"]
+LESSON_PLOTS.update({name: [f"tr-{name}"] for name in ("encoder", "decoder", "cross")})
 ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "attention": ["heatmap", "grid"],
     "mask": LESSON_PLOTS["mask"],
@@ -268,6 +269,9 @@ ABOVE_THE_FOLD = {  # on a projector, what must be seen without scrolling
     "loss": ["loss-figure"],
     "run": ["run-loss"],
     "mixed": ["mixed-hist"],
+    "encoder": ["tr-encoder"],
+    "decoder": ["tr-decoder"],
+    "cross": ["tr-cross"],
     "optimizers": [],  # the fields come first; the figures sit below them
     "calculator": [],  # the headline is above the fold; the figure sits below the fields
 }

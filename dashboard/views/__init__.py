@@ -21,6 +21,7 @@ from dashboard.views import (
     sampling,
     tiles,
     trainrun,
+    translator,
 )
 from dashboard.views.registry import LESSONS, Lesson, LessonView, register
 
@@ -112,6 +113,21 @@ register(
     about=calculator.ABOUT,
     options=calculator.CalculatorOptions,
 )
+for name, title, view, snap in (
+    ("encoder", "Encoder", translator.EncoderLesson, translator.snapshot_encoder),
+    ("decoder", "Decoder", translator.DecoderLesson, translator.snapshot_decoder),
+    ("cross", "Cross-attention", translator.CrossLesson, translator.snapshot_cross),
+):
+    register(
+        name,
+        title,
+        "Encoder–decoder",
+        view,
+        snap,
+        about=translator.ABOUT[name],
+        options=translator.TranslatorOptions,
+    )
+
 register(
     "sampling",
     "Temperature & sampling",

@@ -32,6 +32,7 @@ CHAPTERS = (
     "Positions",
     "Scale",
     "Mamba",
+    "Encoder–decoder",
     "Generation",
     "Training",
     "Numbers",
