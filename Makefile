@@ -16,7 +16,7 @@ help:
 	@echo "make serve   set up, build what is missing, serve the dashboard on 127.0.0.1:5006"
 	@echo "make classroom  the same for a class: every interface, classroom mode, 2 workers"
 	@echo "make test    set up (torch, test tools, Chromium) and run the whole test suite"
-	@echo "make build   retrain the tokenizer and both models, re-export static/ (about 10 min)"
+	@echo "make build   retrain the tokenizer and every model, re-export static/ (about 25 min)"
 	@echo "make bench   run the benchmarks, about 8 min (ratios against reference implementations)"
 	@echo "make lint    ruff"
 	@echo "make lock    pin constraints.txt to the versions installed in .venv"
