@@ -67,17 +67,28 @@ def write_manifest(out: Path, entry: dict) -> dict:
     manifest["models"] = models
     if manifest.get("default_model") not in names:
         manifest["default_model"] = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
-    atomic_write(out / MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    return manifest
+    return _rewrite(out, manifest)
 
 
 def write_experiment(out: Path, name: str, summary: dict) -> dict:
     """Add or replace the build's measurement ``name`` under the manifest's ``experiments``
     (its summary; the record itself is a file of its own beside the models)."""
-    out = Path(out)
     manifest = read_manifest(out)
     manifest.setdefault("experiments", {})[name] = summary
-    atomic_write(out / MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return _rewrite(out, manifest)
+
+
+def write_section(out: Path, key: str, value: dict) -> dict:
+    """Add or replace the manifest's top-level ``key`` (the translator's entry, which the
+    GPT lessons' ``models`` list does not hold)."""
+    manifest = read_manifest(out)
+    manifest[key] = value
+    return _rewrite(out, manifest)
+
+
+def _rewrite(out: Path, manifest: dict) -> dict:
+    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    atomic_write(Path(out) / MANIFEST_NAME, text)
     return manifest
 
 

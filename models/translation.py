@@ -9,12 +9,13 @@ start and end tokens:
   (1, T, V) for every next word, ``self_attn`` (layer, 1, head, T, T), causal, and
   ``cross_attn`` (layer, 1, head, T, S): which digits each position reads.
 
-Greedy decoding runs the decoder once per word on the whole prefix (at most 11 positions: a
+Greedy decoding runs the decoder once per word on the whole prefix (at most 10 positions: a
 cache would save nothing worth its code here).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +159,11 @@ class TranslatorRuntime:
         )
 
 
+# One runtime per translator and provider, shared by every session and lesson as its ONNX
+# sessions are, so that what is computed for it (the views' cache of translations) is too.
+_RUNTIMES: dict[tuple, TranslatorRuntime] = {}
+
+
 def open_translator(engine: Engine) -> TranslatorRuntime:
     """The translator of ``engine``'s manifest, on the engine's provider (sessions shared per
     process, files checked against their sha256); an EngineError when there is none."""
@@ -167,6 +173,18 @@ def open_translator(engine: Engine) -> TranslatorRuntime:
             f"{engine.static_dir / MANIFEST_NAME} has no translator. "
             "Build it with `make build` (or `python -m models.build --recipe translator`)."
         )
+    key = (
+        str(engine.static_dir),
+        json.dumps(entry, sort_keys=True),
+        engine.provider_request,
+        engine.threads,
+    )
+    if key not in _RUNTIMES:
+        _RUNTIMES[key] = _open(engine, entry)
+    return _RUNTIMES[key]
+
+
+def _open(engine: Engine, entry: dict) -> TranslatorRuntime:
     sessions = []
     for part, outputs in (("encoder", ENCODER_OUTPUTS), ("decoder", DECODER_OUTPUTS)):
         record = entry[part]

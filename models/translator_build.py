@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 
 from models import numbers
 from models.export import check_parity
-from models.manifest import MANIFEST_NAME, atomic_write, read_manifest
+from models.manifest import read_manifest, write_section
 from models.runtime import sha256_file
 from models.translation import (
     DECODER_INPUTS,
@@ -95,7 +95,7 @@ def build_translator(out: Path, quick: bool = False, force: bool = False) -> dic
         "train_loss": round(sum(result.losses[-50:]) / len(result.losses[-50:]), 4),
         "held_out_accuracy": result.accuracy,
         "held_out_wrong": result.wrong,
-        "held_out_round": len(numbers.held_out_round(training.held_out // 4)),
+        "held_out_round": training.held_out // 4,  # train() holds out this many round ones
         "held_out_round_accuracy": result.round_accuracy,
         "held_out_round_wrong": result.round_wrong,
         "seconds": round(result.seconds, 1),
@@ -126,16 +126,8 @@ def build_translator(out: Path, quick: bool = False, force: bool = False) -> dic
             f"whole numbers 0 to {numbers.LIMIT:,} in digits -> American English words "
             "(lower case, no 'and', tens and units hyphenated)"
         ),
-        "encoder": {
-            **files["encoder"],
-            "inputs": list(ENCODER_INPUTS),
-            "outputs": list(ENCODER_OUTPUTS),
-        },
-        "decoder": {
-            **files["decoder"],
-            "inputs": list(DECODER_INPUTS),
-            "outputs": list(DECODER_OUTPUTS),
-        },
+        "encoder": {**files["encoder"], **_names(ENCODER_INPUTS, ENCODER_OUTPUTS)},
+        "decoder": {**files["decoder"], **_names(DECODER_INPUTS, DECODER_OUTPUTS)},
         "weights_file": weights.name,
         "weights_sha256": sha256_file(weights),
         "config": config.to_dict(),
@@ -152,7 +144,5 @@ def build_translator(out: Path, quick: bool = False, force: bool = False) -> dic
         "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
         "build": {"key": key},
     }
-    manifest = read_manifest(out)
-    manifest[MANIFEST_KEY] = entry
-    atomic_write(out / MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    write_section(out, MANIFEST_KEY, entry)
     return entry

@@ -8,9 +8,8 @@ numbers.
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -18,24 +17,19 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from models import numbers
+from models.train import TrainConfig, lr_at
 from models.translator import Translator, TranslatorConfig
 
 
 @dataclass
-class TranslatorTraining:
-    steps: int = 1000
+class TranslatorTraining(TrainConfig):
+    """The GPTs' optimisation settings, with the translator's defaults and its held-out count."""
+
     batch_size: int = 128
-    lr: float = 2e-3
     min_lr: float = 1e-4
     warmup_steps: int = 100
     weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    seed: int = 1337
     held_out: int = 2000
-    threads: int = 2
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -47,13 +41,6 @@ class TranslatorResult:
     round_accuracy: float = 0.0  # the same on the held-out round numbers
     round_wrong: list[dict] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def lr_at(step: int, cfg: TranslatorTraining) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def batch(ns: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
